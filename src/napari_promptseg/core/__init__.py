@@ -1,0 +1,43 @@
+"""The Qt-free engine of napari-promptseg.
+
+Image slice → :func:`to_rgb_uint8` → :meth:`PromptSegmenter.embed` (cached) →
+:class:`Prompts` → :meth:`PromptSegmenter.predict` → :class:`DecodeResult` →
+:mod:`.labels` (paste, objects table) → :mod:`.export` (tif, CSV).
+
+Importing this package never imports Qt or napari.
+"""
+
+from .decode import DecodeResult, SamDecoder
+from .embedding import EmbeddingCache, EmbeddingKey, ImageEmbedding
+from .engine import PromptSegmenter
+from .errors import (
+    Cancelled,
+    CheckpointNotAvailable,
+    ExportError,
+    ImageError,
+    ModelError,
+    PromptError,
+    PromptSegError,
+)
+from .image import to_rgb_uint8
+from .prompts import Prompts, SamPrompts, Scribble
+
+__all__ = [
+    "Cancelled",
+    "CheckpointNotAvailable",
+    "DecodeResult",
+    "EmbeddingCache",
+    "EmbeddingKey",
+    "ExportError",
+    "ImageEmbedding",
+    "ImageError",
+    "ModelError",
+    "PromptError",
+    "PromptSegError",
+    "PromptSegmenter",
+    "Prompts",
+    "SamDecoder",
+    "SamPrompts",
+    "Scribble",
+    "to_rgb_uint8",
+]

@@ -1,0 +1,139 @@
+"""Writing label images and objects tables, atomically.
+
+Every writer goes through :func:`atomic_write`: the data goes to a temporary file in the
+target folder, is flushed to disk, then renamed over the target in one step. An export that
+fails or is interrupted midway leaves the previous file as it was, never half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from .errors import ExportError
+from .labels import OBJECT_COLUMNS, smallest_dtype_for
+
+LABEL_SUFFIXES = (".tif", ".tiff")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    Raises
+    ------
+    ExportError
+        The folder is missing or unwritable, the disk is full, or ``write`` failed. The
+        previous file at ``path`` (if any) is untouched and no temporary file is left.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ExportError(f"cannot write {path}: the folder {folder} does not exist.")
+    if path.is_dir():
+        raise ExportError(f"cannot write {path}: it is a folder.")
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc} (folder {folder}).") from exc
+    try:
+        os.close(handle)
+        with open(temp_name, "wb") as file:  # by name: tifffile wants a named file
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        if isinstance(exc, OSError):
+            raise ExportError(f"cannot write {path}: {exc.strerror or exc}.") from exc
+        raise
+    return path
+
+
+def label_image_for_export(labels: np.ndarray) -> np.ndarray:
+    """``labels`` as uint16 when every id fits, else uint32 (uint64 beyond).
+
+    Raises
+    ------
+    ExportError
+        Non-integer labels or negative ids.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype == bool:
+        labels = labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ExportError(f"label images must hold integer ids; got dtype {labels.dtype}.")
+    if labels.size and labels.min() < 0:
+        raise ExportError("label images cannot hold negative ids.")
+    max_id = int(labels.max()) if labels.size else 0
+    return labels.astype(smallest_dtype_for(max_id), copy=False)
+
+
+def write_labels_tif(path: str | os.PathLike, labels: np.ndarray) -> Path:
+    """Write a 2D or nD label image as a zlib-compressed tif (uint16 or uint32), atomically."""
+    import tifffile
+
+    path = Path(path)
+    if path.suffix.lower() not in LABEL_SUFFIXES:
+        raise ExportError(f"label images are written as .tif/.tiff; got {path.name}.")
+    data = label_image_for_export(labels)
+
+    def write(file: IO[bytes]) -> None:
+        tifffile.imwrite(file, data, compression="zlib", metadata={"axes": _axes(data.ndim)})
+
+    return atomic_write(path, write)
+
+
+def write_objects_csv(
+    path: str | os.PathLike,
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+) -> Path:
+    """Write the objects table as CSV (one row per object), atomically.
+
+    Columns default to :data:`OBJECT_COLUMNS` followed by any extra keys in the rows.
+    """
+    rows = list(rows)
+    if columns is None:
+        extra = [key for row in rows for key in row if key not in OBJECT_COLUMNS]
+        columns = list(OBJECT_COLUMNS) + list(dict.fromkeys(extra))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _csv_value(row.get(key, "")) for key in columns})
+    payload = buffer.getvalue().encode("utf-8")
+    return atomic_write(path, lambda file: file.write(payload))
+
+
+def objects_csv_path(labels_path: str | os.PathLike) -> Path:
+    """Where the objects table of a label image goes: ``cells.tif`` → ``cells_objects.csv``."""
+    labels_path = Path(labels_path)
+    return labels_path.with_name(f"{labels_path.stem}_objects.csv")
+
+
+def read_objects_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of an objects CSV as dicts of strings."""
+    with open(path, newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return ""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _axes(ndim: int) -> str:
+    return {2: "YX", 3: "ZYX", 4: "TZYX"}.get(ndim, "Q" * (ndim - 2) + "YX")
