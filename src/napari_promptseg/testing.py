@@ -110,7 +110,9 @@ class SlowImageEncoder(torch.nn.Module):
         self.patch_embed = encoder.patch_embed
         self.pos_embed = encoder.pos_embed
         self.neck = encoder.neck
-        self.blocks = torch.nn.ModuleList(_SleepyBlock(b, seconds_per_block) for b in encoder.blocks)
+        self.blocks = torch.nn.ModuleList(
+            _SleepyBlock(b, seconds_per_block) for b in encoder.blocks
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_promptseg.core import Cancelled, EmbeddingCache, ImageError, PromptSegmenter, to_rgb_uint8
+from napari_promptseg.core import (
+    Cancelled,
+    EmbeddingCache,
+    ImageError,
+    PromptSegmenter,
+    to_rgb_uint8,
+)
 from napari_promptseg.core.embedding import EmbeddingKey, ImageEmbedding
 
 
@@ -100,7 +106,11 @@ def test_embedding_records_geometry(segmenter, rgb_300x517):
 
 @pytest.mark.parametrize(
     "bad",
-    [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((0, 10, 3), np.uint8)],
+    [
+        np.zeros((10, 10), np.uint8),
+        np.zeros((10, 10, 3), np.float32),
+        np.zeros((0, 10, 3), np.uint8),
+    ],
 )
 def test_encoder_input_is_checked(segmenter, bad):
     with pytest.raises(ImageError):

@@ -35,7 +35,10 @@ def test_label_tif_uses_uint32_when_ids_do_not_fit(tmp_path):
 
 
 def test_objects_csv_round_trip(tmp_path):
-    rows = [{"id": 1, "predicted_iou": 0.9, "area": 10, "prompts": "1+ box"}, {"id": 2, "extra": "x"}]
+    rows = [
+        {"id": 1, "predicted_iou": 0.9, "area": 10, "prompts": "1+ box"},
+        {"id": 2, "extra": "x"},
+    ]
     path = write_objects_csv(objects_csv_path(tmp_path / "cells.tif"), rows)
     assert path.name == "cells_objects.csv"
     read = read_objects_csv(path)
@@ -77,12 +80,13 @@ def test_missing_or_unwritable_folder(tmp_path, monkeypatch):
     # a read-only file system, for real
     with pytest.raises(ExportError, match="cannot write"):
         write_objects_csv("/proc/objects.csv", [])
+
     # root can write anywhere, so simulate the permission error the OS gives a user
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("tempfile.mkstemp", refuse)
-    with pytest.raises(ExportError, match="cannot write .*Permission denied"):
+    with pytest.raises(ExportError, match=r"cannot write .*Permission denied"):
         write_labels_tif(tmp_path / "labels.tif", np.zeros((2, 2), np.uint8))
 
 
@@ -91,5 +95,5 @@ def test_bad_label_data(tmp_path):
         write_labels_tif(tmp_path / "l.tif", np.zeros((2, 2), np.float32))
     with pytest.raises(ExportError, match="negative"):
         write_labels_tif(tmp_path / "l.tif", -np.ones((2, 2), np.int32))
-    with pytest.raises(ExportError, match=".tif"):
+    with pytest.raises(ExportError, match=r"\.tif"):
         write_labels_tif(tmp_path / "l.png", np.zeros((2, 2), np.uint8))

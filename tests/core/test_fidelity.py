@@ -29,7 +29,9 @@ def setups(tiny_sam):
 
 
 def _prompt_sets(height, width):
-    points = np.array([[0.2 * width, 0.3 * height], [0.7 * width, 0.6 * height], [width - 1, height - 1]])
+    points = np.array(
+        [[0.2 * width, 0.3 * height], [0.7 * width, 0.6 * height], [width - 1, height - 1]]
+    )
     labels = np.array([1, 0, 1])
     box = np.array([0.1 * width, 0.15 * height, 0.8 * width, 0.9 * height])
     return {
@@ -46,7 +48,7 @@ def _prompt_sets(height, width):
 def test_decode_equals_sam_predictor(setups, size, multimask, kind, tiny_sam):
     from napari_promptseg.core import SamDecoder
 
-    rgb, predictor, embedding = setups[size]
+    _rgb, predictor, embedding = setups[size]
     assert torch.equal(embedding.features, predictor.features)
     prompt = _prompt_sets(*size)[kind]
     masks, scores, logits = predictor.predict(multimask_output=multimask, **prompt)
@@ -70,7 +72,9 @@ def test_refinement_with_mask_input_equals_upstream(setups, size, tiny_sam):
     _, predictor, embedding = setups[size]
     prompt = _prompt_sets(*size)["points"]
     _, _, first_logits = predictor.predict(multimask_output=False, **prompt)
-    masks, scores, logits = predictor.predict(mask_input=first_logits, multimask_output=False, **prompt)
+    masks, scores, logits = predictor.predict(
+        mask_input=first_logits, multimask_output=False, **prompt
+    )
     result = SamDecoder(tiny_sam).decode(
         embedding,
         SamPrompts(prompt["point_coords"], prompt["point_labels"], None, first_logits),
@@ -101,7 +105,7 @@ def test_napari_row_col_prompts_map_to_sam_xy(setups, tiny_sam):
 def test_stability_score_matches_upstream_definition(setups, tiny_sam):
     from segment_anything.utils.amg import calculate_stability_score
 
-    rgb, predictor, embedding = setups[(300, 517)]
+    _rgb, predictor, embedding = setups[(300, 517)]
     prompt = _prompt_sets(300, 517)["one point"]
     logits, _, _ = predictor.predict(multimask_output=True, return_logits=True, **prompt)
     expected = calculate_stability_score(torch.as_tensor(logits), 0.0, 1.0).numpy()

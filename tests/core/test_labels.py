@@ -56,7 +56,9 @@ def test_pixels_to_paint_shape_mismatch():
 def test_object_row_describes_painted_pixels():
     painted = np.zeros((10, 12), bool)
     painted[2:5, 3:9] = True
-    row = object_row(7, painted, predicted_iou=0.91234567, stability=0.8, prompts="1+", slice_index=(3,))
+    row = object_row(
+        7, painted, predicted_iou=0.91234567, stability=0.8, prompts="1+", slice_index=(3,)
+    )
     assert row["id"] == 7
     assert row["area"] == 18
     assert (row["bbox_row0"], row["bbox_col0"], row["bbox_row1"], row["bbox_col1"]) == (2, 3, 5, 9)

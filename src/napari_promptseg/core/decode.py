@@ -240,7 +240,9 @@ class SamDecoder:
             t2i = layer.cross_attn_token_to_image
             if index == 0:
                 q_heads = t2i._separate_heads(t2i.q_proj(q), t2i.num_heads)
-                attn_out = _attend(t2i, q_heads, prepared.token_to_image_k, prepared.token_to_image_v)
+                attn_out = _attend(
+                    t2i, q_heads, prepared.token_to_image_k, prepared.token_to_image_v
+                )
             else:
                 attn_out = t2i(q=q, k=keys + key_pe, v=keys)
             queries = layer.norm2(queries + attn_out)
@@ -267,7 +269,10 @@ class SamDecoder:
         src = keys.transpose(1, 2).view(b, c, h, w)
         upscaled = decoder.output_upscaling(src)
         hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
+            [
+                mlp(mask_tokens_out[:, i, :])
+                for i, mlp in enumerate(decoder.output_hypernetworks_mlps)
+            ],
             dim=1,
         )
         b, c, h, w = upscaled.shape
@@ -288,7 +293,9 @@ class SamDecoder:
         rows = min(low_res.shape[-2], math.ceil(input_size[0] / factor) + 1)
         cols = min(low_res.shape[-1], math.ceil(input_size[1] / factor) + 1)
         part = low_res[..., :rows, :cols]
-        masks = F.interpolate(part, (rows * factor, cols * factor), mode="bilinear", align_corners=False)
+        masks = F.interpolate(
+            part, (rows * factor, cols * factor), mode="bilinear", align_corners=False
+        )
         masks = masks[..., : input_size[0], : input_size[1]]
         return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
 

@@ -149,7 +149,12 @@ def run_steps(
 
 
 def _check_rgb(rgb: np.ndarray) -> None:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+    if (
+        not isinstance(rgb, np.ndarray)
+        or rgb.dtype != np.uint8
+        or rgb.ndim != 3
+        or rgb.shape[2] != 3
+    ):
         raise ImageError(
             "SAM input must be an (H, W, 3) uint8 array; convert with core.image.to_rgb_uint8 "
             f"(got {getattr(rgb, 'shape', None)} {getattr(rgb, 'dtype', type(rgb).__name__)})."

@@ -128,6 +128,8 @@ class PromptSegmenter:
         """Masks for ``prompts`` (napari (row, col) frame) on an embedded image."""
         return self.decoder.predict(embedding, prompts, multimask=multimask)
 
-    def segment(self, rgb: np.ndarray, prompts: Prompts, multimask: bool | None = None) -> DecodeResult:
+    def segment(
+        self, rgb: np.ndarray, prompts: Prompts, multimask: bool | None = None
+    ) -> DecodeResult:
         """Embed (cached) and predict in one call."""
         return self.predict(self.embed(rgb), prompts, multimask=multimask)

@@ -107,7 +107,9 @@ def write_objects_csv(
         extra = [key for row in rows for key in row if key not in OBJECT_COLUMNS]
         columns = list(OBJECT_COLUMNS) + list(dict.fromkeys(extra))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     for row in rows:
         writer.writerow({key: _csv_value(row.get(key, "")) for key in columns})

@@ -113,7 +113,9 @@ def _select_channels(
     try:
         stacked = np.moveaxis(array, channel_axis, 0)
     except np.exceptions.AxisError as exc:
-        raise ImageError(f"channel_axis {channel_axis} does not exist in shape {array.shape}.") from exc
+        raise ImageError(
+            f"channel_axis {channel_axis} does not exist in shape {array.shape}."
+        ) from exc
     n_channels = stacked.shape[0]
     if channels is None:
         picked = [0] if n_channels < 3 else [0, 1, 2]
@@ -122,10 +124,14 @@ def _select_channels(
     else:
         picked = [int(c) for c in channels]
     if len(picked) not in (1, 3):
-        raise ImageError(f"pick one channel (gray) or three (R, G, B); got {len(picked)}: {picked}.")
+        raise ImageError(
+            f"pick one channel (gray) or three (R, G, B); got {len(picked)}: {picked}."
+        )
     for index in picked:
         if not -n_channels <= index < n_channels:
-            raise ImageError(f"channel {index} does not exist; the image has {n_channels} channels.")
+            raise ImageError(
+                f"channel {index} does not exist; the image has {n_channels} channels."
+            )
     return [stacked[i] for i in picked]
 
 

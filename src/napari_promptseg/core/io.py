@@ -61,13 +61,19 @@ def read_prompt_tables(
         obj = objects.setdefault(row["object"], ObjectPrompts(row["object"]))
         label_text = (row.get("label") or "1").strip().lower()
         if label_text not in _LABEL_WORDS:
-            raise PromptError(f"{points_csv}, line {line}: label {row['label']!r} is not 1/0 or positive/negative.")
-        obj.points.append((_number(row, "row", points_csv, line), _number(row, "col", points_csv, line)))
+            raise PromptError(
+                f"{points_csv}, line {line}: label {row['label']!r} is not 1/0 or positive/negative."
+            )
+        obj.points.append(
+            (_number(row, "row", points_csv, line), _number(row, "col", points_csv, line))
+        )
         obj.labels.append(_LABEL_WORDS[label_text])
     for row, line in _rows(boxes_csv, ("object", "row0", "col0", "row1", "col1")):
         obj = objects.setdefault(row["object"], ObjectPrompts(row["object"]))
         if obj.box is not None:
-            raise PromptError(f"{boxes_csv}, line {line}: object {row['object']!r} has a second box; one box per object.")
+            raise PromptError(
+                f"{boxes_csv}, line {line}: object {row['object']!r} has a second box; one box per object."
+            )
         obj.box = tuple(_number(row, k, boxes_csv, line) for k in ("row0", "col0", "row1", "col1"))
     return list(objects.values())
 
@@ -99,7 +105,9 @@ def _number(row, column, path, line) -> float:
     try:
         value = float(row[column])
     except (TypeError, ValueError):
-        raise PromptError(f"{path}, line {line}: {column} {row.get(column)!r} is not a number.") from None
+        raise PromptError(
+            f"{path}, line {line}: {column} {row.get(column)!r} is not a number."
+        ) from None
     if not np.isfinite(value):
         raise PromptError(f"{path}, line {line}: {column} must be finite.")
     return value

@@ -86,7 +86,7 @@ def paste_mask(
     if np.iinfo(painted.dtype).max < label_id:
         raise LabelsError(f"id {label_id} does not fit the labels' dtype {painted.dtype}.")
     painted[where] = label_id
-    return painted, int(len(where[0]))
+    return painted, len(where[0])
 
 
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -41,7 +41,9 @@ class Scribble:
     def __post_init__(self) -> None:
         path = np.asarray(self.path, dtype=float)
         if path.ndim != 2 or path.shape[1] != 2 or len(path) == 0:
-            raise PromptError(f"a scribble needs an (M, 2) array of (row, col); got shape {path.shape}.")
+            raise PromptError(
+                f"a scribble needs an (M, 2) array of (row, col); got shape {path.shape}."
+            )
         object.__setattr__(self, "path", path)
 
 
@@ -75,7 +77,9 @@ class Prompts:
         if len(points) != len(labels):
             raise PromptError(f"{len(points)} points but {len(labels)} labels.")
         if not np.isin(labels, (NEGATIVE, POSITIVE)).all():
-            raise PromptError(f"point labels must be 1 (positive) or 0 (negative); got {sorted(set(labels))}.")
+            raise PromptError(
+                f"point labels must be 1 (positive) or 0 (negative); got {sorted(set(labels))}."
+            )
         if not np.isfinite(points).all():
             raise PromptError("point coordinates must be finite numbers.")
         object.__setattr__(self, "points", points)
@@ -205,7 +209,9 @@ def to_sam_prompts(prompts: Prompts, image_shape: tuple[int, int]) -> SamPrompts
         if mask_input.shape == (256, 256):
             mask_input = mask_input[None]
         if mask_input.shape != (1, 256, 256):
-            raise PromptError(f"mask_input must be (1, 256, 256) low-res logits; got {mask_input.shape}.")
+            raise PromptError(
+                f"mask_input must be (1, 256, 256) low-res logits; got {mask_input.shape}."
+            )
 
     has_points = len(all_points) > 0
     return SamPrompts(
@@ -220,7 +226,9 @@ def _box_to_xyxy(box: np.ndarray, height: int, width: int) -> np.ndarray:
     row0, row1 = sorted((box[0], box[2]))
     col0, col1 = sorted((box[1], box[3]))
     if row1 < -0.5 or col1 < -0.5 or row0 > height - 0.5 or col0 > width - 0.5:
-        raise PromptError(f"the box {tuple(np.round(box, 1))} lies outside the {height}x{width} image.")
+        raise PromptError(
+            f"the box {tuple(np.round(box, 1))} lies outside the {height}x{width} image."
+        )
     # a rectangle drawn past the border is clipped to the image, not refused
     row0, row1 = np.clip((row0, row1), -0.5, height - 0.5)
     col0, col1 = np.clip((col0, col1), -0.5, width - 0.5)

@@ -1,0 +1,85 @@
+"""Arguments and helpers shared by the ``promptseg`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", help="registry name (see `promptseg models`); default vit_b")
+    group.add_argument("--checkpoint", type=Path, help="a local SAM checkpoint file instead")
+    group.add_argument(
+        "--model-type", help="vit_b, vit_l, vit_h (for --checkpoint; guessed if omitted)"
+    )
+    group.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    group.add_argument(
+        "--offline", action="store_true", help="never download; use cached files only"
+    )
+
+
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("image conversion (see core.image)")
+    group.add_argument("--contrast-limits", nargs=2, type=float, metavar=("LOW", "HIGH"))
+    group.add_argument("--channel-axis", type=int, help="axis of channels for multichannel images")
+    group.add_argument(
+        "--channels", type=int, nargs="+", help="one channel (gray) or three (R G B)"
+    )
+
+
+def load_segmenter(args, **kwargs):
+    """The engine for ``--model`` / ``--checkpoint`` / ``--device`` / ``--offline``."""
+    from ..core import PromptSegmenter
+    from ..core.errors import ModelError
+
+    if args.model and args.checkpoint:
+        raise ModelError("give either --model or --checkpoint, not both.")
+    started = time.perf_counter()
+    segmenter = PromptSegmenter.load(
+        args.model if not args.checkpoint else None,
+        checkpoint=args.checkpoint,
+        model_type=args.model_type,
+        device=args.device,
+        offline=args.offline,
+        **kwargs,
+    )
+    print(
+        f"model {segmenter.name} loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr
+    )
+    return segmenter
+
+
+def check_output_path(path: Path, suffixes: Sequence[str]) -> Path:
+    """Refuse a bad output path before any slow work starts."""
+    from ..core.errors import ExportError
+
+    if path.suffix.lower() not in suffixes:
+        raise ExportError(f"output {path} must end in {' or '.join(suffixes)}.")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ExportError(f"cannot write {path}: the folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK):
+        raise ExportError(f"cannot write {path}: the folder {folder} is not writable.")
+    return path
+
+
+def progress_printer(label: str):
+    """A (done, total) callback that draws a one-line progress bar on stderr."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
