@@ -64,13 +64,24 @@ def main() -> None:
 
         c = size / 2
         cases = {
-            "1 point, 3 masks": (Prompts.from_points([[c, c * 0.8]]), dict(point_coords=np.array([[c * 0.8, c]]), point_labels=np.array([1])), True),
+            "1 point, 3 masks": (
+                Prompts.from_points([[c, c * 0.8]]),
+                dict(point_coords=np.array([[c * 0.8, c]]), point_labels=np.array([1])),
+                True,
+            ),
             "3 points, 1 mask": (
                 Prompts(points=[[c, c], [c * 0.5, c], [c, c * 1.5]], labels=[1, 1, 0]),
-                dict(point_coords=np.array([[c, c], [c, c * 0.5], [c * 1.5, c]]), point_labels=np.array([1, 1, 0])),
+                dict(
+                    point_coords=np.array([[c, c], [c, c * 0.5], [c * 1.5, c]]),
+                    point_labels=np.array([1, 1, 0]),
+                ),
                 False,
             ),
-            "box, 1 mask": (Prompts(box=[c * 0.5, c * 0.5, c * 1.2, c * 1.4]), dict(box=np.array([c * 0.5, c * 0.5, c * 1.4, c * 1.2])), False),
+            "box, 1 mask": (
+                Prompts(box=[c * 0.5, c * 0.5, c * 1.2, c * 1.4]),
+                dict(box=np.array([c * 0.5, c * 0.5, c * 1.4, c * 1.2])),
+                False,
+            ),
         }
         for name, (prompts, upstream_kwargs, multimask) in cases.items():
             for _ in range(3):  # warm-up
@@ -78,9 +89,13 @@ def main() -> None:
                 predictor.predict(multimask_output=multimask, **upstream_kwargs)
             ours_t, theirs_t = [], []
             for _ in range(args.decode_repeats):
-                seconds, result = timed(lambda: segmenter.predict(embedding, prompts, multimask=multimask))
+                seconds, result = timed(
+                    lambda: segmenter.predict(embedding, prompts, multimask=multimask)
+                )
                 ours_t.append(seconds)
-                seconds, (masks, _, _) = timed(lambda: predictor.predict(multimask_output=multimask, **upstream_kwargs))
+                seconds, (masks, _, _) = timed(
+                    lambda: predictor.predict(multimask_output=multimask, **upstream_kwargs)
+                )
                 theirs_t.append(seconds)
             assert np.array_equal(result.masks, masks), "results must be identical"
             (om, op), (tm, tp) = stats(ours_t), stats(theirs_t)

@@ -2,6 +2,7 @@
 
     promptseg models
     promptseg segment IMAGE --model vit_b --points points.csv [--boxes boxes.csv] -o labels.tif
+    promptseg gui [IMAGE]
 
 Each subcommand lives in its own module with a ``register(commands)`` function. Errors in
 the input print one line naming the problem (exit status 2) and write nothing.
@@ -13,10 +14,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import models, segment
+from . import gui, models, segment
 
 DESCRIPTION = "Prompted segmentation with Segment Anything (SAM), without a GUI."
-SUBCOMMANDS = (models, segment)
+SUBCOMMANDS = (models, segment, gui)
 
 
 def build_parser() -> argparse.ArgumentParser:

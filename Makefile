@@ -1,0 +1,79 @@
+# napari-promptseg developer tasks. Plain POSIX make: no GNU-only features.
+#
+#   make venv    create .venv (if missing) and install the package with its [all,test] extras
+#   make test    run the whole test suite under Xvfb (napari needs a real OpenGL context)
+#   make run     run the app on the synthetic sample image
+#   make lint    ruff check + ruff format --check
+#   make bench   run benchmarks/*.py one by one under Xvfb
+#
+# Knobs (set on the command line or in the environment):
+#   PYTHON=python3.12         interpreter used to create the venv
+#   PYTEST_ARGS='-k smoke'    extra pytest arguments; e.g. PYTEST_ARGS='tests/napari -x'
+#   XVFB_SCREEN='-screen 0 1920x1080x24'
+#   RUN_ARGS='--offline'      extra arguments for `make run`'s command (see RUN_CMD below)
+#
+# Xvfb, xauth, Mesa and the X/xcb libraries Qt needs: sudo bash .ci/install-system-deps
+
+PYTHON ?= python3
+VENV = .venv
+VPY = $(VENV)/bin/python
+# Touched after a successful install; pyproject.toml being newer triggers a re-install.
+STAMP = $(VENV)/.promptseg-installed
+
+PYTEST_ARGS ?=
+XVFB_SCREEN ?= -screen 0 1600x1000x24
+XVFB_RUN = xvfb-run -a -s "$(XVFB_SCREEN)"
+
+# ---- `make run` -------------------------------------------------------------------------
+# `make run` writes the synthetic sample image and one point prompt per cell into out/, then
+# runs RUN_CMD. For now that is the CLI (it downloads the default SAM model on first use).
+# LEAD: switch RUN_CMD to the GUI when it lands, e.g.
+#   RUN_CMD ?= $(VENV)/bin/promptseg gui $(SAMPLE_IMAGE)
+SAMPLE_IMAGE = out/sample_cells.tif
+SAMPLE_POINTS = out/sample_cells_points.csv
+RUN_ARGS ?=
+RUN_CMD ?= $(VENV)/bin/promptseg segment $(SAMPLE_IMAGE) --points $(SAMPLE_POINTS) \
+	-o out/sample_cells_labels.tif $(RUN_ARGS)
+# -----------------------------------------------------------------------------------------
+
+CHECK_XVFB = command -v xvfb-run >/dev/null 2>&1 || { \
+	echo 'error: xvfb-run not found. The tests need Xvfb and Mesa (software OpenGL); install with' >&2; \
+	echo '    sudo bash .ci/install-system-deps' >&2; \
+	echo '  or: sudo apt-get install xvfb xauth libgl1-mesa-dri ...  (full list in that script)' >&2; \
+	exit 1; }
+
+.PHONY: help venv test run lint bench
+
+help:
+	@sed -n 's/^#   make /  make /p' Makefile
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(VPY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(VPY) -m pip install --upgrade pip
+	$(VPY) -m pip install -e '.[all,test]'
+	touch $(STAMP)
+
+test: venv
+	@$(CHECK_XVFB)
+	PROMPTSEG_REQUIRE_DISPLAY=1 QT_QPA_PLATFORM=xcb $(XVFB_RUN) $(VPY) -m pytest $(PYTEST_ARGS)
+
+run: venv
+	$(VPY) -m napari_promptseg._sample_data $(SAMPLE_IMAGE) --points $(SAMPLE_POINTS)
+	$(RUN_CMD)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: venv
+	@$(CHECK_XVFB)
+	@failed=''; found=''; \
+	for f in benchmarks/*.py; do \
+	    [ -f "$$f" ] || continue; found=1; \
+	    echo "== $$f"; \
+	    QT_QPA_PLATFORM=xcb $(XVFB_RUN) $(VPY) "$$f" || failed="$$failed $$f"; \
+	done; \
+	[ -n "$$found" ] || echo "no benchmarks/*.py to run"; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed" >&2; exit 1; fi
