@@ -146,7 +146,7 @@ def test_all_nan_image_reports_problem(viewer, qtbot, tiny_sam, problems):
     viewer.add_image(np.full((30, 40), np.nan, np.float32), name="nan", contrast_limits=(0, 1))
     widget = open_widget(viewer, qtbot, tiny_sam, add_image=False)
     watch(widget, problems)
-    widget.session._restart()
+    widget.session.refresh()
     qtbot.waitUntil(lambda: bool(problems), timeout=WAIT_MS)
     assert "no finite values" in problems[-1]
     assert prompt_layers.find_layer(viewer, "points") is not None

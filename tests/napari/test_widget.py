@@ -120,7 +120,7 @@ def test_box_scribble_and_negative_point(viewer, qtbot, tiny_sam):
     add_point_and_wait(qtbot, widget, (100, 100), label="negative")
     expected = engine.segment(rgb, Prompts(points=[[100, 100]], labels=[0], box=[40, 60, 150, 200]))
     np.testing.assert_array_equal(session.result.masks, expected.masks)
-    assert prompt_layers.read_prompts(viewer, session._ref).labels.tolist() == [0]
+    assert prompt_layers.read_prompts(viewer, session.current_slice).labels.tolist() == [0]
 
     session.clear()
     assert session.result is None and len(boxes.data) == 0 and len(points_layer(viewer).data) == 0

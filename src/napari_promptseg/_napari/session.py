@@ -27,7 +27,7 @@ from ..core.latest import JobOutcome, LatestOnlyRunner
 from ..core.prompts import NEGATIVE, POSITIVE, Prompts
 from . import layers as prompt_layers
 from . import objects
-from .slices import SliceRef, current_slice, slice_rgb, spatial_shape
+from .slices import SliceRef, slice_in_view, slice_rgb, spatial_shape
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ class SegmentationSession(QObject):
     model_changed = Signal(str)
     objects_changed = Signal()  # a commit, undo or redo
     busy_changed = Signal(bool)  # an embedding or model load is running
+    slice_changed = Signal()  # another image, slice or model: per-slice state is reset
+    embedding_ready = Signal(object)  # the ImageEmbedding of the current slice
     _decoded = Signal(object)  # JobOutcome from the decode thread
     _download = Signal(object, object)  # bytes: vit_h is larger than a Qt int
 
@@ -67,7 +69,7 @@ class SegmentationSession(QObject):
         self.result: DecodeResult | None = None
         self.candidate = 0
         self.embedding: ImageEmbedding | None = None
-        self._ref: SliceRef | None = None
+        self.current_slice: SliceRef | None = None  # the plane shown, None if none
         self._result_target: _Target | None = None
         self._result_prompts: Prompts | None = None
         self._embed_worker = None
@@ -89,7 +91,7 @@ class SegmentationSession(QObject):
         self.segmenter = segmenter
         self.model_changed.emit(segmenter.name)
         self.status.emit(f"model {segmenter.name} ready")
-        self._restart()
+        self.refresh()
 
     def load_model(self, name=None, *, checkpoint=None, model_type=None, device=None) -> None:
         """Load a model in the background; the current one stays usable until it arrives."""
@@ -132,7 +134,7 @@ class SegmentationSession(QObject):
             return
         self._model_worker = None
         self.busy_changed.emit(False)
-        self._report(f"cannot load the model: {error}", error)
+        self.report(f"cannot load the model: {error}", error)
 
     def _on_download_progress(self, done: int, total: int) -> None:
         if total:
@@ -146,7 +148,7 @@ class SegmentationSession(QObject):
             shape = spatial_shape(layer)
             if len(shape) < 2 or min(shape) == 0:
                 self.image_layer = None
-                self._report(
+                self.report(
                     f"the layer {layer.name!r} has shape {shape}: SAM needs a 2D image or a stack of them."
                 )
                 return
@@ -158,7 +160,7 @@ class SegmentationSession(QObject):
             layer.events.data.connect(self._on_image_changed)
             layer.events.contrast_limits.connect(self._on_image_changed)
             self.ensure_prompt_layers()
-        self._restart()
+        self.refresh()
 
     def ensure_prompt_layers(self) -> None:
         """Create the prompt layers if missing and listen to them."""
@@ -200,23 +202,23 @@ class SegmentationSession(QObject):
         return self.next_label
 
     def _on_image_changed(self, event=None) -> None:
-        self._restart()
+        self.refresh()
 
     def _on_view_changed(self, event=None) -> None:
         if self.image_layer is None:
             return
         try:
-            ref = current_slice(self.viewer, self.image_layer)
+            ref = slice_in_view(self.viewer, self.image_layer)
         except PromptSegError:
             ref = None
-        if ref != self._ref:
-            self._restart()
+        if ref != self.current_slice:
+            self.refresh()
 
     def _on_layer_removed(self, event) -> None:
         layer = event.value
         if layer is self.image_layer:
             self.image_layer = None
-            self._restart()
+            self.refresh()
             self.status.emit(f"the image layer {layer.name!r} was removed; choose another image")
         elif layer is self.labels_layer:
             self.labels_layer = None
@@ -229,21 +231,22 @@ class SegmentationSession(QObject):
                 return
             self.request_decode()
 
-    def _restart(self) -> None:
+    def refresh(self) -> None:
         """The image, slice or model changed: drop what belongs to the old one, embed the new."""
         self._cancel_embedding()
         self._decoder.cancel_pending()
         self.embedding = None
         self._set_result(None)
-        self._ref = None
+        self.current_slice = None
         if self.image_layer is None:
             self.progress.emit(0, 0)
             return
         try:
-            self._ref = current_slice(self.viewer, self.image_layer)
+            self.current_slice = slice_in_view(self.viewer, self.image_layer)
         except PromptSegError as error:
             self.status.emit(str(error))
             return
+        self.slice_changed.emit()
         if self.segmenter is None:
             self.status.emit("choose a model to start")
             return
@@ -254,7 +257,7 @@ class SegmentationSession(QObject):
     def _start_embedding(self) -> None:
         from napari.qt.threading import create_worker
 
-        segmenter, layer, ref = self.segmenter, self.image_layer, self._ref
+        segmenter, layer, ref = self.segmenter, self.image_layer, self.current_slice
         target = _Target(id(layer), ref, segmenter.model_id)
         total = len(segmenter.sam.image_encoder.blocks) + 2
 
@@ -294,12 +297,13 @@ class SegmentationSession(QObject):
             return  # belongs to an image, slice or model no longer selected
         self.embedding = embedding
         self.progress.emit(0, 0)
+        self.embedding_ready.emit(embedding)
         self.status.emit(f"ready: {self._describe_image()}")
         self.request_decode()  # prompts placed while embedding decode now
 
     def _on_embed_failed(self, worker, error: BaseException) -> None:
         if worker is self._embed_worker:
-            self._report(f"cannot compute the embedding: {error}", error)
+            self.report(f"cannot compute the embedding: {error}", error)
 
     def _on_embed_finished(self, worker) -> None:
         if worker is self._embed_worker:
@@ -307,14 +311,14 @@ class SegmentationSession(QObject):
             self.busy_changed.emit(False)
 
     def _current_target(self) -> _Target | None:
-        if self.image_layer is None or self._ref is None or self.segmenter is None:
+        if self.image_layer is None or self.current_slice is None or self.segmenter is None:
             return None
-        return _Target(id(self.image_layer), self._ref, self.segmenter.model_id)
+        return _Target(id(self.image_layer), self.current_slice, self.segmenter.model_id)
 
     def _describe_image(self) -> str:
         if self.image_layer is None:
             return ""
-        return f"{self.image_layer.name} {self._ref.describe() if self._ref else ''}".strip()
+        return f"{self.image_layer.name} {self.current_slice.describe() if self.current_slice else ''}".strip()
 
     # -- decoding -------------------------------------------------------------------------
 
@@ -329,7 +333,7 @@ class SegmentationSession(QObject):
         target = self._current_target()
         if target is None:
             return
-        prompts = prompt_layers.read_prompts(self.viewer, self._ref)
+        prompts = prompt_layers.read_prompts(self.viewer, self.current_slice)
         if prompts.is_empty:
             self._decoder.cancel_pending()
             self._set_result(None)
@@ -352,7 +356,7 @@ class SegmentationSession(QObject):
                 self.status.emit(f"prompt problem: {outcome.error}")
                 self._set_result(None)
             else:
-                self._report(f"decoding failed: {outcome.error}", outcome.error)
+                self.report(f"decoding failed: {outcome.error}", outcome.error)
             return
         target, prompts, result = outcome.result
         if target != self._current_target() or (
@@ -388,10 +392,12 @@ class SegmentationSession(QObject):
             if preview is not None and preview.data.any():
                 preview.data = np.zeros_like(preview.data)
             return
-        if self.image_layer is None or self._ref is None:
+        if self.image_layer is None or self.current_slice is None:
             return
         if preview is None or preview.data.shape != self.result.masks.shape[1:]:
-            preview = prompt_layers.ensure_preview_layer(self.viewer, self.image_layer, self._ref)
+            preview = prompt_layers.ensure_preview_layer(
+                self.viewer, self.image_layer, self.current_slice
+            )
             self._keep_prompt_layers_on_top()
         preview.data = self.result.masks[self.candidate].view(np.uint8)
 
@@ -407,21 +413,21 @@ class SegmentationSession(QObject):
     def commit(self) -> dict | None:
         """Write the shown mask into the labels layer as a new object. Returns its row."""
         if self.result is None or self._result_target is None:
-            self._report("nothing to commit: place a prompt and wait for the mask.")
+            self.report("nothing to commit: place a prompt and wait for the mask.")
             return None
         if self._result_target != self._current_target():
-            self._report(
+            self.report(
                 "the mask belongs to another image, slice or model; place the prompts again."
             )
             return None
-        labels = self._labels_layer_for_commit()
+        labels = self.ensure_labels_layer()
         if labels is None:
             return None
         result, index = self.result, self.candidate
         try:
             row = objects.commit_mask(
                 labels,
-                self._ref,
+                self.current_slice,
                 result.masks[index],
                 overwrite=self.overwrite,
                 predicted_iou=float(result.iou[index]),
@@ -431,7 +437,7 @@ class SegmentationSession(QObject):
                 model=self.segmenter.name,
             )
         except objects.LabelsError as error:
-            self._report(str(error))
+            self.report(str(error))
             return None
         self.clear()
         self.objects_changed.emit()
@@ -440,7 +446,8 @@ class SegmentationSession(QObject):
         )
         return row
 
-    def _labels_layer_for_commit(self):
+    def ensure_labels_layer(self):
+        """The labels layer commits go to (a new one if none); None if it does not fit the image."""
         shape = spatial_shape(self.image_layer)
         if self.labels_layer is not None and self.labels_layer not in self.viewer.layers:
             self.labels_layer = None
@@ -449,7 +456,7 @@ class SegmentationSession(QObject):
             self._keep_prompt_layers_on_top()
             self._bind_labels_undo(self.labels_layer)
         if tuple(self.labels_layer.data.shape) != shape:
-            self._report(
+            self.report(
                 f"the labels layer {self.labels_layer.name!r} has shape {self.labels_layer.data.shape}, "
                 f"the image {shape}: choose a matching labels layer or 'new labels layer'."
             )
@@ -470,7 +477,7 @@ class SegmentationSession(QObject):
     def clear(self) -> None:
         """Drop the prompts and the preview on the current slice."""
         self._decoder.cancel_pending()
-        prompt_layers.clear_prompts(self.viewer, self._ref)
+        prompt_layers.clear_prompts(self.viewer, self.current_slice)
         self._set_result(None)
 
     def undo(self) -> None:
@@ -488,7 +495,7 @@ class SegmentationSession(QObject):
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _report(self, message: str, error: BaseException | None = None) -> None:
+    def report(self, message: str, error: BaseException | None = None) -> None:
         if error is not None and not isinstance(error, PromptSegError):
             log.error("promptseg: %s", message, exc_info=error)
         self.status.emit(message)

@@ -73,7 +73,7 @@ def spatial_shape(layer) -> tuple[int, ...]:
     return shape[:-1] if getattr(layer, "rgb", False) else shape
 
 
-def current_slice(viewer, layer) -> SliceRef:
+def slice_in_view(viewer, layer) -> SliceRef:
     """The plane of ``layer`` the viewer shows now.
 
     Raises

@@ -23,11 +23,13 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from ..core.prompts import NEGATIVE
 from . import keys, objects
 from . import layers as prompt_layers
 from .navigation import jump_to_object
+from .panels import load_panels
 from .session import SegmentationSession
 
 if TYPE_CHECKING:
@@ -154,6 +156,13 @@ class PromptSegWidget(QWidget):
         self.review_list.setToolTip("objects SAM was least sure of; click one to go to it")
         output_form.addRow(self.review_list)
         layout.addWidget(output)
+
+        self.panels = []
+        for title, panel in load_panels(self.viewer, self.session):
+            section = QCollapsible(title)
+            section.addWidget(panel)
+            layout.addWidget(section)
+            self.panels.append(panel)
 
         help_text = "  ".join(f"<b>{key}</b> {text}" for key, text in keys.SHORTCUTS)
         shortcuts = QLabel(help_text)
@@ -359,6 +368,8 @@ class PromptSegWidget(QWidget):
         super().closeEvent(event)
 
     def close_session(self) -> None:
+        for panel in self.panels:
+            panel.close()
         keys.unbind(self.viewer)
         self.session.close()
         events = self.viewer.layers.events
