@@ -2,7 +2,8 @@
 #
 #   make venv    create .venv (if missing) and install the package with its [all,test] extras
 #   make test    run the whole test suite under Xvfb (napari needs a real OpenGL context)
-#   make run     run the app on the synthetic sample image
+#   make run     open napari with the synthetic sample image and the widget docked
+#   make run-cli segment the sample image from a points file with the CLI (no GUI)
 #   make lint    ruff check + ruff format --check
 #   make bench   run benchmarks/*.py one by one under Xvfb
 #
@@ -24,15 +25,17 @@ PYTEST_ARGS ?=
 XVFB_SCREEN ?= -screen 0 1600x1000x24
 XVFB_RUN = xvfb-run -a -s "$(XVFB_SCREEN)"
 
-# ---- `make run` -------------------------------------------------------------------------
-# `make run` writes the synthetic sample image and one point prompt per cell into out/, then
-# runs RUN_CMD. For now that is the CLI (it downloads the default SAM model on first use).
-# LEAD: switch RUN_CMD to the GUI when it lands, e.g.
-#   RUN_CMD ?= $(VENV)/bin/promptseg gui $(SAMPLE_IMAGE)
+# ---- `make run` / `make run-cli` ---------------------------------------------------------
+# Both write the synthetic sample image (and one point prompt per cell) into out/ first.
+# `make run` opens napari with the image and the widget docked; `make run-cli` segments the
+# sample from the points file without a GUI. Both use the default SAM model (vit_b): it is
+# downloaded on first use when you press "Load model" / run the CLI. Pass e.g.
+# RUN_ARGS='--checkpoint my_sam.pth' to use a local checkpoint instead.
 SAMPLE_IMAGE = out/sample_cells.tif
 SAMPLE_POINTS = out/sample_cells_points.csv
 RUN_ARGS ?=
-RUN_CMD ?= $(VENV)/bin/promptseg segment $(SAMPLE_IMAGE) --points $(SAMPLE_POINTS) \
+RUN_CMD ?= $(VENV)/bin/promptseg gui $(SAMPLE_IMAGE) $(RUN_ARGS)
+RUN_CLI_CMD ?= $(VENV)/bin/promptseg segment $(SAMPLE_IMAGE) --points $(SAMPLE_POINTS) \
 	-o out/sample_cells_labels.tif $(RUN_ARGS)
 # -----------------------------------------------------------------------------------------
 
@@ -42,7 +45,7 @@ CHECK_XVFB = command -v xvfb-run >/dev/null 2>&1 || { \
 	echo '  or: sudo apt-get install xvfb xauth libgl1-mesa-dri ...  (full list in that script)' >&2; \
 	exit 1; }
 
-.PHONY: help venv test run lint bench
+.PHONY: help venv test run run-cli lint bench
 
 help:
 	@sed -n 's/^#   make /  make /p' Makefile
@@ -62,6 +65,10 @@ test: venv
 run: venv
 	$(VPY) -m napari_promptseg._sample_data $(SAMPLE_IMAGE) --points $(SAMPLE_POINTS)
 	$(RUN_CMD)
+
+run-cli: venv
+	$(VPY) -m napari_promptseg._sample_data $(SAMPLE_IMAGE) --points $(SAMPLE_POINTS)
+	$(RUN_CLI_CMD)
 
 lint: venv
 	$(VENV)/bin/ruff check .

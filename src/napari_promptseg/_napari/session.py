@@ -72,6 +72,8 @@ class SegmentationSession(QObject):
         self.current_slice: SliceRef | None = None  # the plane shown, None if none
         self._result_target: _Target | None = None
         self._result_prompts: Prompts | None = None
+        self._submitted: Prompts | None = None  # the prompts last sent to the decoder
+        self._early: tuple | None = None  # a result decoded before its point landed
         self._embed_worker = None
         self._embed_target: _Target | None = None
         self._model_worker = None
@@ -186,8 +188,25 @@ class SegmentationSession(QObject):
     def _choose_label_on_click(self, layer, event):
         # Right click or Ctrl+click adds a negative prompt; otherwise the toggled label.
         negative = event.button == 2 or "Control" in event.modifiers
-        prompt_layers.set_next_label(layer, NEGATIVE if negative else self.next_label)
+        label = NEGATIVE if negative else self.next_label
+        prompt_layers.set_next_label(layer, label)
+        if layer.metadata.get(prompt_layers.TAG) == "points" and str(layer.mode) == "add":
+            self._decode_on_press(layer, event, label)
         yield
+
+    def _decode_on_press(self, layer, event, label: int) -> None:
+        """Start decoding with the point napari will add on release: saves the click's time.
+
+        If the press turns into a drag (no point added), the early result is never shown:
+        results are shown only for the prompts actually on the layers.
+        """
+        if self.embedding is None or self.current_slice is None:
+            return
+        position = np.asarray(layer.world_to_data(event.position), dtype=float)
+        if not self.current_slice.on_plane(position[None])[0]:
+            return
+        prompts = prompt_layers.read_prompts(self.viewer, self.current_slice)
+        self._submit(prompts.with_point(self.current_slice.to_plane(position[None])[0], label))
 
     def toggle_next_label(self) -> int:
         """Flip positive/negative for the next points and scribbles (key N)."""
@@ -235,6 +254,7 @@ class SegmentationSession(QObject):
         """The image, slice or model changed: drop what belongs to the old one, embed the new."""
         self._cancel_embedding()
         self._decoder.cancel_pending()
+        self._submitted = self._early = None
         self.embedding = None
         self._set_result(None)
         self.current_slice = None
@@ -330,18 +350,28 @@ class SegmentationSession(QObject):
 
     def request_decode(self) -> None:
         """Decode the prompts on the current slice (in the background; newest wins)."""
-        target = self._current_target()
-        if target is None:
+        if self._current_target() is None:
             return
         prompts = prompt_layers.read_prompts(self.viewer, self.current_slice)
         if prompts.is_empty:
             self._decoder.cancel_pending()
+            self._submitted = self._early = None
             self._set_result(None)
             return
         if self.embedding is None:
             self.status.emit("prompts wait for the image embedding…")
             return
+        if self._early is not None and prompts.same_as(self._early[1]):
+            self._show_decoded(*self._early)  # decoded from the mouse press already
+            return
+        self._submit(prompts)
+
+    def _submit(self, prompts: Prompts) -> None:
+        if prompts.same_as(self._submitted):
+            return  # already decoding (or decoded) exactly these prompts
+        target = self._current_target()
         segmenter, embedding, multimask = self.segmenter, self.embedding, self.multimask
+        self._submitted, self._early = prompts, None
 
         def job():
             return target, prompts, segmenter.predict(embedding, prompts, multimask=multimask)
@@ -352,6 +382,7 @@ class SegmentationSession(QObject):
         if outcome.stale:
             return
         if outcome.error is not None:
+            self._submitted = None
             if isinstance(outcome.error, PromptError):
                 self.status.emit(f"prompt problem: {outcome.error}")
                 self._set_result(None)
@@ -363,6 +394,14 @@ class SegmentationSession(QObject):
             self.embedding and result.key != self.embedding.key
         ):
             return
+        on_layers = prompt_layers.read_prompts(self.viewer, self.current_slice)
+        if not prompts.same_as(on_layers):
+            self._early = outcome.result  # decoded on press; the point lands on release
+            return
+        self._show_decoded(target, prompts, result)
+
+    def _show_decoded(self, target, prompts: Prompts, result: DecodeResult) -> None:
+        self._early = None
         self._result_target, self._result_prompts = target, prompts
         self._set_result(result)
 

@@ -99,6 +99,37 @@ class Prompts:
             labels = np.ones(len(points), dtype=int)
         return cls(points=points, labels=labels, **kwargs)
 
+    def same_as(self, other: Prompts | None) -> bool:
+        """Whether ``other`` holds exactly the same prompts (so decodes to the same masks)."""
+        if other is None:
+            return False
+        if not (
+            np.array_equal(self.points, other.points) and np.array_equal(self.labels, other.labels)
+        ):
+            return False
+        if (self.box is None) != (other.box is None) or (
+            self.box is not None and not np.array_equal(self.box, other.box)
+        ):
+            return False
+        if len(self.scribbles) != len(other.scribbles) or any(
+            a.positive != b.positive or not np.array_equal(a.path, b.path)
+            for a, b in zip(self.scribbles, other.scribbles, strict=True)
+        ):
+            return False
+        if (self.mask_input is None) != (other.mask_input is None):
+            return False
+        return self.mask_input is None or np.array_equal(self.mask_input, other.mask_input)
+
+    def with_point(self, row_col, label: int) -> Prompts:
+        """These prompts plus one point (row, col) with ``label``."""
+        return Prompts(
+            points=np.vstack([self.points, np.asarray(row_col, dtype=float).reshape(1, 2)]),
+            labels=np.append(self.labels, int(label)),
+            box=self.box,
+            scribbles=self.scribbles,
+            mask_input=self.mask_input,
+        )
+
     @property
     def is_empty(self) -> bool:
         return len(self.points) == 0 and self.box is None and not self.scribbles
