@@ -25,11 +25,16 @@ from ..core.engine import PromptSegmenter
 from ..core.errors import PromptError, PromptSegError
 from ..core.latest import JobOutcome, LatestOnlyRunner
 from ..core.prompts import NEGATIVE, POSITIVE, Prompts
+from ..core.tiling import TiledImage
 from . import layers as prompt_layers
 from . import objects
 from .slices import SliceRef, slice_in_view, slice_rgb, spatial_shape
 
 log = logging.getLogger(__name__)
+
+# Planes whose longest side exceeds this are embedded by tiles (SAM sees 1024 px at most:
+# beyond ~2x downscaling small objects vanish). See docs/tiling.md.
+TILE_ABOVE = 2048
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,8 @@ class SegmentationSession(QObject):
         self._submitted: Prompts | None = None  # the prompts last sent to the decoder
         self._early: tuple | None = None  # a result decoded before its point landed
         self._embed_worker = None
-        self._embed_target: _Target | None = None
+        self.tiled: TiledImage | None = None  # set instead of embedding for large planes
+        self.tile_above = TILE_ABOVE
         self._model_worker = None
         self._connected_prompt_layers: list = []
         self._decoder = LatestOnlyRunner(self._decoded.emit, name="promptseg-decode")
@@ -256,6 +262,7 @@ class SegmentationSession(QObject):
         self._decoder.cancel_pending()
         self._submitted = self._early = None
         self.embedding = None
+        self.tiled = None
         self._set_result(None)
         self.current_slice = None
         if self.image_layer is None:
@@ -275,11 +282,12 @@ class SegmentationSession(QObject):
     # -- embedding ------------------------------------------------------------------------
 
     def _start_embedding(self) -> None:
-        from napari.qt.threading import create_worker
-
         segmenter, layer, ref = self.segmenter, self.image_layer, self.current_slice
         target = _Target(id(layer), ref, segmenter.model_id)
-        total = len(segmenter.sam.image_encoder.blocks) + 2
+        shape = spatial_shape(layer)
+        if max(shape[ref.displayed[0]], shape[ref.displayed[1]]) > self.tile_above:
+            self._start_tiled(target)
+            return
 
         def job():
             rgb = slice_rgb(layer, ref)
@@ -287,39 +295,90 @@ class SegmentationSession(QObject):
             segmenter.decoder.prepare(embedding)
             return embedding
 
+        where = f" ({ref.describe()})" if ref.fixed else ""
+        self._run_embedding_job(
+            job,
+            len(segmenter.sam.image_encoder.blocks) + 2,
+            lambda embedding: self._on_embedded(target, embedding),
+            f"computing the image embedding{where}… you can place prompts meanwhile",
+        )
+
+    def _start_tiled(self, target: _Target) -> None:
+        """A plane too large for one embedding: tiles are embedded when prompts need them."""
+        segmenter, layer, ref = self.segmenter, self.image_layer, self.current_slice
+
+        def job():
+            yield 0, 1
+            return TiledImage(segmenter, slice_rgb(layer, ref))
+
+        self._run_embedding_job(
+            job, 1, lambda tiled: self._on_tiled_ready(target, tiled), "reading the large image…"
+        )
+
+    def _embed_tiles(self, tiles) -> None:
+        target, tiled = self._current_target(), self.tiled
+
+        def job():
+            return (yield from tiled.iter_embed(tiles))
+
+        def done(_):
+            if self._current_target() == target and self.tiled is tiled:
+                self._submitted = None
+                self.request_decode()
+
+        n = len(tiles)
+        self._run_embedding_job(
+            job, len(self.segmenter.sam.image_encoder.blocks) * n + 2 * n, done,
+            f"embedding {n} tile{'s' if n > 1 else ''} of the large image for these prompts…",
+        )  # fmt: skip
+
+    def _run_embedding_job(self, job, total: int, on_returned, message: str) -> None:
+        """Run a generator ``job`` yielding (done, total) in a napari worker, cancellable."""
+        from napari.qt.threading import create_worker
+
+        self._cancel_embedding()
         worker = create_worker(
             job, _progress={"total": total, "desc": "SAM image embedding"}, _ignore_errors=True
         )
         worker.yielded.connect(lambda step: self._on_embed_progress(worker, step))
-        worker.returned.connect(lambda embedding: self._on_embedded(worker, target, embedding))
+        worker.returned.connect(lambda value: worker is self._embed_worker and on_returned(value))
         worker.errored.connect(lambda error: self._on_embed_failed(worker, error))
         worker.finished.connect(lambda: self._on_embed_finished(worker))
-        self._embed_worker, self._embed_target = worker, target
+        self._embed_worker = worker
         self.busy_changed.emit(True)
-        where = f" ({ref.describe()})" if ref.fixed else ""
-        self.status.emit(f"computing the image embedding{where}… you can place prompts meanwhile")
+        self.status.emit(message)
         worker.start()
 
     def _cancel_embedding(self) -> None:
         if self._embed_worker is not None:
             self._embed_worker.quit()  # stops at the next encoder block
             self._embed_worker = None
-            self._embed_target = None
             self.busy_changed.emit(False)
 
     def _on_embed_progress(self, worker, step) -> None:
         if worker is self._embed_worker:
             self.progress.emit(*step)
 
-    def _on_embedded(self, worker, target: _Target, embedding: ImageEmbedding) -> None:
-        current = self._current_target()
-        if worker is not self._embed_worker or target != current:
+    def _on_embedded(self, target: _Target, embedding: ImageEmbedding) -> None:
+        if target != self._current_target():
             return  # belongs to an image, slice or model no longer selected
         self.embedding = embedding
         self.progress.emit(0, 0)
         self.embedding_ready.emit(embedding)
         self.status.emit(f"ready: {self._describe_image()}")
         self.request_decode()  # prompts placed while embedding decode now
+
+    def _on_tiled_ready(self, target: _Target, tiled: TiledImage) -> None:
+        if target != self._current_target():
+            return
+        self.tiled = tiled
+        self.progress.emit(0, 0)
+        rows, cols = tiled.rgb.shape[:2]
+        self.status.emit(
+            f"large image ({rows}x{cols}): {len(tiled.grid)} tiles of {tiled.grid.tile} px, "
+            "each embedded when a prompt needs it"
+        )
+        self.request_decode()
 
     def _on_embed_failed(self, worker, error: BaseException) -> None:
         if worker is self._embed_worker:
@@ -358,7 +417,7 @@ class SegmentationSession(QObject):
             self._submitted = self._early = None
             self._set_result(None)
             return
-        if self.embedding is None:
+        if self.embedding is None and self.tiled is None:
             self.status.emit("prompts wait for the image embedding…")
             return
         if self._early is not None and prompts.same_as(self._early[1]):
@@ -370,11 +429,18 @@ class SegmentationSession(QObject):
         if prompts.same_as(self._submitted):
             return  # already decoding (or decoded) exactly these prompts
         target = self._current_target()
-        segmenter, embedding, multimask = self.segmenter, self.embedding, self.multimask
+        segmenter, embedding, tiled, multimask = (
+            self.segmenter, self.embedding, self.tiled, self.multimask
+        )  # fmt: skip
         self._submitted, self._early = prompts, None
 
         def job():
-            return target, prompts, segmenter.predict(embedding, prompts, multimask=multimask)
+            if tiled is None:
+                return target, prompts, segmenter.predict(embedding, prompts, multimask=multimask)
+            needed = tiled.tiles_needed(prompts, multimask)
+            if needed:  # embedding is slow: done in the embedding worker, not here
+                return target, prompts, needed
+            return target, prompts, tiled.predict(prompts, multimask, embed_missing=False)
 
         self._decoder.submit(job)
 
@@ -390,9 +456,12 @@ class SegmentationSession(QObject):
                 self.report(f"decoding failed: {outcome.error}", outcome.error)
             return
         target, prompts, result = outcome.result
-        if target != self._current_target() or (
-            self.embedding and result.key != self.embedding.key
-        ):
+        if target != self._current_target():
+            return
+        if isinstance(result, list):  # tiles to embed first (large image)
+            self._embed_tiles(result)
+            return
+        if self.embedding is not None and result.key != self.embedding.key:
             return
         on_layers = prompt_layers.read_prompts(self.viewer, self.current_slice)
         if not prompts.same_as(on_layers):
