@@ -30,3 +30,4 @@ def rgb_300x517():
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # never touch the user's real model cache from tests
     monkeypatch.setenv("NAPARI_PROMPTSEG_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("NAPARI_PROMPTSEG_STORE", str(tmp_path_factory.mktemp("store")))

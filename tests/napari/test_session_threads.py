@@ -19,8 +19,13 @@ def viewer(make_napari_viewer):
 
 
 def test_gui_keeps_running_while_the_embedding_computes(viewer, qtbot):
+    from napari_promptseg._napari.widget import PromptSegWidget
+
     slow = make_slow(build_tiny_sam(), seconds_per_block=1.0)  # about 2 s of "compute"
     viewer.add_image(sample_image(), name="image")
+    widget = PromptSegWidget(viewer)  # built before the clock starts: we time the embedding
+    viewer.window.add_dock_widget(widget, name="Prompt segmentation")
+    qtbot.wait(200)
     gaps, last = [], [time.perf_counter()]
 
     def tick():
@@ -32,7 +37,7 @@ def test_gui_keeps_running_while_the_embedding_computes(viewer, qtbot):
     timer.timeout.connect(tick)
     timer.start(10)
     started = time.perf_counter()
-    widget = open_widget(viewer, qtbot, slow, add_image=False)
+    widget.session.set_segmenter(PromptSegmenter(slow, "slow", name="slow"))
     assert widget.session.embedding is None  # set_segmenter returned before the embedding
     wait_embedded(qtbot, widget)
     timer.stop()

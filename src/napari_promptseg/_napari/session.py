@@ -14,39 +14,26 @@ benchmark drive it directly. Threads:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
-import numpy as np
 from qtpy.QtCore import QObject, Signal
 
 from ..core.decode import DecodeResult
 from ..core.embedding import EmbeddingCache, ImageEmbedding
 from ..core.engine import PromptSegmenter
-from ..core.errors import PromptError, PromptSegError
-from ..core.latest import JobOutcome, LatestOnlyRunner
+from ..core.errors import PromptSegError
+from ..core.latest import LatestOnlyRunner
 from ..core.prompts import NEGATIVE, POSITIVE, Prompts
 from ..core.tiling import TiledImage
 from . import layers as prompt_layers
 from . import objects
-from .slices import SliceRef, slice_in_view, slice_rgb, spatial_shape
+from .session_decoding import Decoding
+from .session_embedding import TILE_ABOVE, EmbeddingJobs, Target
+from .slices import SliceRef, slice_in_view, spatial_shape
 
 log = logging.getLogger(__name__)
 
-# Planes whose longest side exceeds this are embedded by tiles (SAM sees 1024 px at most:
-# beyond ~2x downscaling small objects vanish). See docs/tiling.md.
-TILE_ABOVE = 2048
 
-
-@dataclass(frozen=True)
-class _Target:
-    """What an embedding or a decode belongs to."""
-
-    layer_id: int
-    ref: SliceRef
-    model_id: str
-
-
-class SegmentationSession(QObject):
+class SegmentationSession(EmbeddingJobs, Decoding, QObject):
     """State of one annotation session in one viewer."""
 
     status = Signal(str)  # a line for the user
@@ -75,7 +62,7 @@ class SegmentationSession(QObject):
         self.candidate = 0
         self.embedding: ImageEmbedding | None = None
         self.current_slice: SliceRef | None = None  # the plane shown, None if none
-        self._result_target: _Target | None = None
+        self._result_target: Target | None = None
         self._result_prompts: Prompts | None = None
         self._submitted: Prompts | None = None  # the prompts last sent to the decoder
         self._early: tuple | None = None  # a result decoded before its point landed
@@ -191,29 +178,6 @@ class SegmentationSession(QObject):
         if keep_selected is None or keep_selected.metadata.get(prompt_layers.TAG) is None:
             self.viewer.layers.selection.active = created[-1]  # points, in add mode
 
-    def _choose_label_on_click(self, layer, event):
-        # Right click or Ctrl+click adds a negative prompt; otherwise the toggled label.
-        negative = event.button == 2 or "Control" in event.modifiers
-        label = NEGATIVE if negative else self.next_label
-        prompt_layers.set_next_label(layer, label)
-        if layer.metadata.get(prompt_layers.TAG) == "points" and str(layer.mode) == "add":
-            self._decode_on_press(layer, event, label)
-        yield
-
-    def _decode_on_press(self, layer, event, label: int) -> None:
-        """Start decoding with the point napari will add on release: saves the click's time.
-
-        If the press turns into a drag (no point added), the early result is never shown:
-        results are shown only for the prompts actually on the layers.
-        """
-        if self.embedding is None or self.current_slice is None:
-            return
-        position = np.asarray(layer.world_to_data(event.position), dtype=float)
-        if not self.current_slice.on_plane(position[None])[0]:
-            return
-        prompts = prompt_layers.read_prompts(self.viewer, self.current_slice)
-        self._submit(prompts.with_point(self.current_slice.to_plane(position[None])[0], label))
-
     def toggle_next_label(self) -> int:
         """Flip positive/negative for the next points and scribbles (key N)."""
         self.next_label = NEGATIVE if self.next_label == POSITIVE else POSITIVE
@@ -278,243 +242,6 @@ class SegmentationSession(QObject):
             self.status.emit("choose a model to start")
             return
         self._start_embedding()
-
-    # -- embedding ------------------------------------------------------------------------
-
-    def _start_embedding(self) -> None:
-        segmenter, layer, ref = self.segmenter, self.image_layer, self.current_slice
-        target = _Target(id(layer), ref, segmenter.model_id)
-        shape = spatial_shape(layer)
-        if max(shape[ref.displayed[0]], shape[ref.displayed[1]]) > self.tile_above:
-            self._start_tiled(target)
-            return
-
-        def job():
-            rgb = slice_rgb(layer, ref)
-            embedding = yield from segmenter.iter_embed(rgb)
-            segmenter.decoder.prepare(embedding)
-            return embedding
-
-        where = f" ({ref.describe()})" if ref.fixed else ""
-        self._run_embedding_job(
-            job,
-            len(segmenter.sam.image_encoder.blocks) + 2,
-            lambda embedding: self._on_embedded(target, embedding),
-            f"computing the image embedding{where}… you can place prompts meanwhile",
-        )
-
-    def _start_tiled(self, target: _Target) -> None:
-        """A plane too large for one embedding: tiles are embedded when prompts need them."""
-        segmenter, layer, ref = self.segmenter, self.image_layer, self.current_slice
-
-        def job():
-            yield 0, 1
-            return TiledImage(segmenter, slice_rgb(layer, ref))
-
-        self._run_embedding_job(
-            job, 1, lambda tiled: self._on_tiled_ready(target, tiled), "reading the large image…"
-        )
-
-    def _embed_tiles(self, tiles) -> None:
-        target, tiled = self._current_target(), self.tiled
-
-        def job():
-            return (yield from tiled.iter_embed(tiles))
-
-        def done(_):
-            if self._current_target() == target and self.tiled is tiled:
-                self._submitted = None
-                self.request_decode()
-
-        n = len(tiles)
-        self._run_embedding_job(
-            job, len(self.segmenter.sam.image_encoder.blocks) * n + 2 * n, done,
-            f"embedding {n} tile{'s' if n > 1 else ''} of the large image for these prompts…",
-        )  # fmt: skip
-
-    def _run_embedding_job(self, job, total: int, on_returned, message: str) -> None:
-        """Run a generator ``job`` yielding (done, total) in a napari worker, cancellable."""
-        from napari.qt.threading import create_worker
-
-        self._cancel_embedding()
-        worker = create_worker(
-            job, _progress={"total": total, "desc": "SAM image embedding"}, _ignore_errors=True
-        )
-        worker.yielded.connect(lambda step: self._on_embed_progress(worker, step))
-        worker.returned.connect(lambda value: worker is self._embed_worker and on_returned(value))
-        worker.errored.connect(lambda error: self._on_embed_failed(worker, error))
-        worker.finished.connect(lambda: self._on_embed_finished(worker))
-        self._embed_worker = worker
-        self.busy_changed.emit(True)
-        self.status.emit(message)
-        worker.start()
-
-    def _cancel_embedding(self) -> None:
-        if self._embed_worker is not None:
-            self._embed_worker.quit()  # stops at the next encoder block
-            self._embed_worker = None
-            self.busy_changed.emit(False)
-
-    def _on_embed_progress(self, worker, step) -> None:
-        if worker is self._embed_worker:
-            self.progress.emit(*step)
-
-    def _on_embedded(self, target: _Target, embedding: ImageEmbedding) -> None:
-        if target != self._current_target():
-            return  # belongs to an image, slice or model no longer selected
-        self.embedding = embedding
-        self.progress.emit(0, 0)
-        self.embedding_ready.emit(embedding)
-        self.status.emit(f"ready: {self._describe_image()}")
-        self.request_decode()  # prompts placed while embedding decode now
-
-    def _on_tiled_ready(self, target: _Target, tiled: TiledImage) -> None:
-        if target != self._current_target():
-            return
-        self.tiled = tiled
-        self.progress.emit(0, 0)
-        rows, cols = tiled.rgb.shape[:2]
-        self.status.emit(
-            f"large image ({rows}x{cols}): {len(tiled.grid)} tiles of {tiled.grid.tile} px, "
-            "each embedded when a prompt needs it"
-        )
-        self.request_decode()
-
-    def _on_embed_failed(self, worker, error: BaseException) -> None:
-        if worker is self._embed_worker:
-            self.report(f"cannot compute the embedding: {error}", error)
-
-    def _on_embed_finished(self, worker) -> None:
-        if worker is self._embed_worker:
-            self._embed_worker = None
-            self.busy_changed.emit(False)
-
-    def _current_target(self) -> _Target | None:
-        if self.image_layer is None or self.current_slice is None or self.segmenter is None:
-            return None
-        return _Target(id(self.image_layer), self.current_slice, self.segmenter.model_id)
-
-    def _describe_image(self) -> str:
-        if self.image_layer is None:
-            return ""
-        return f"{self.image_layer.name} {self.current_slice.describe() if self.current_slice else ''}".strip()
-
-    # -- decoding -------------------------------------------------------------------------
-
-    def _on_prompts_changed(self, event=None) -> None:
-        action = str(getattr(event, "action", "")).lower()
-        if action.endswith(("adding", "removing", "changing")):
-            return  # the data is not there yet; the matching *ed event follows
-        self.request_decode()
-
-    def request_decode(self) -> None:
-        """Decode the prompts on the current slice (in the background; newest wins)."""
-        if self._current_target() is None:
-            return
-        prompts = prompt_layers.read_prompts(self.viewer, self.current_slice)
-        if prompts.is_empty:
-            self._decoder.cancel_pending()
-            self._submitted = self._early = None
-            self._set_result(None)
-            return
-        if self.embedding is None and self.tiled is None:
-            self.status.emit("prompts wait for the image embedding…")
-            return
-        if self._early is not None and prompts.same_as(self._early[1]):
-            self._show_decoded(*self._early)  # decoded from the mouse press already
-            return
-        self._submit(prompts)
-
-    def _submit(self, prompts: Prompts) -> None:
-        if prompts.same_as(self._submitted):
-            return  # already decoding (or decoded) exactly these prompts
-        target = self._current_target()
-        segmenter, embedding, tiled, multimask = (
-            self.segmenter, self.embedding, self.tiled, self.multimask
-        )  # fmt: skip
-        self._submitted, self._early = prompts, None
-
-        def job():
-            if tiled is None:
-                return target, prompts, segmenter.predict(embedding, prompts, multimask=multimask)
-            needed = tiled.tiles_needed(prompts, multimask)
-            if needed:  # embedding is slow: done in the embedding worker, not here
-                return target, prompts, needed
-            return target, prompts, tiled.predict(prompts, multimask, embed_missing=False)
-
-        self._decoder.submit(job)
-
-    def _on_decoded(self, outcome: JobOutcome) -> None:
-        if outcome.stale:
-            return
-        if outcome.error is not None:
-            self._submitted = None
-            if isinstance(outcome.error, PromptError):
-                self.status.emit(f"prompt problem: {outcome.error}")
-                self._set_result(None)
-            else:
-                self.report(f"decoding failed: {outcome.error}", outcome.error)
-            return
-        target, prompts, result = outcome.result
-        if target != self._current_target():
-            return
-        if isinstance(result, list):  # tiles to embed first (large image)
-            self._embed_tiles(result)
-            return
-        if self.embedding is not None and result.key != self.embedding.key:
-            return
-        on_layers = prompt_layers.read_prompts(self.viewer, self.current_slice)
-        if not prompts.same_as(on_layers):
-            self._early = outcome.result  # decoded on press; the point lands on release
-            return
-        self._show_decoded(target, prompts, result)
-
-    def _show_decoded(self, target, prompts: Prompts, result: DecodeResult) -> None:
-        self._early = None
-        self._result_target, self._result_prompts = target, prompts
-        self._set_result(result)
-
-    def _set_result(self, result: DecodeResult | None) -> None:
-        self.result = result
-        self.candidate = 0 if result is None else result.best
-        if result is None:
-            self._result_target = self._result_prompts = None
-        self._show_preview()
-        self.result_changed.emit()
-
-    def select_candidate(self, index: int) -> None:
-        """Show candidate mask ``index`` (one of SAM's alternatives for ambiguous prompts)."""
-        if self.result is None or not 0 <= index < len(self.result.masks):
-            return
-        self.candidate = index
-        self._show_preview()
-        self.result_changed.emit()
-
-    def next_candidate(self) -> None:
-        if self.result is not None:
-            self.select_candidate((self.candidate + 1) % len(self.result.masks))
-
-    def _show_preview(self) -> None:
-        preview = prompt_layers.find_layer(self.viewer, "preview")
-        if self.result is None:
-            if preview is not None and preview.data.any():
-                preview.data = np.zeros_like(preview.data)
-            return
-        if self.image_layer is None or self.current_slice is None:
-            return
-        if preview is None or preview.data.shape != self.result.masks.shape[1:]:
-            preview = prompt_layers.ensure_preview_layer(
-                self.viewer, self.image_layer, self.current_slice
-            )
-            self._keep_prompt_layers_on_top()
-        preview.data = self.result.masks[self.candidate].view(np.uint8)
-
-    def _keep_prompt_layers_on_top(self) -> None:
-        for role in ("preview", "boxes", "scribbles", "points"):
-            layer = prompt_layers.find_layer(self.viewer, role)
-            if layer is not None:
-                index = self.viewer.layers.index(layer)
-                self.viewer.layers.move(index, len(self.viewer.layers))
 
     # -- commit, clear, undo --------------------------------------------------------------
 
