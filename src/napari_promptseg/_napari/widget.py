@@ -212,6 +212,8 @@ class PromptSegWidget(QWidget):
             if isinstance(layer, Labels) and layer.metadata.get(prompt_layers.TAG) != "preview"
         ]
         _fill_combo(self.image_combo, [(layer.name, layer) for layer in images])
+        if self.session.image_layer in images:  # e.g. a panel switched the image
+            self.image_combo.setCurrentIndex(images.index(self.session.image_layer))
         _fill_combo(
             self.labels_combo, [(NEW_LABELS_ITEM, None)] + [(layer.name, layer) for layer in labels]
         )
