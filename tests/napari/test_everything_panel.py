@@ -1,0 +1,114 @@
+"""The "Segment everything" panel driven as a user would: button → objects → one undo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import WAIT_MS, add_point_and_wait, open_widget, sample_image
+
+from napari_promptseg._napari import objects
+from napari_promptseg._napari.everything_panel import EverythingPanel
+from napari_promptseg.core import PromptSegmenter, to_rgb_uint8
+from napari_promptseg.core.everything import confidence_order, place_objects, segment_everything
+from napari_promptseg.testing import build_tiny_sam, make_slow
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+def _panel(widget) -> EverythingPanel:
+    return next(p for p in widget.panels if isinstance(p, EverythingPanel))
+
+
+def _keep_all(panel, points_per_side=4, crop_layers=0):
+    # the tiny random SAM predicts IoU ≈ 0.1 and stability ≈ 0: keep every mask
+    panel.points_per_side.setValue(points_per_side)
+    panel.iou_threshold.setValue(0.0)
+    panel.stability_threshold.setValue(0.0)
+    panel.crop_layers.setValue(crop_layers)
+
+
+def _wait_idle(qtbot, panel):
+    qtbot.waitUntil(lambda: not panel.running, timeout=4 * WAIT_MS)
+
+
+def test_segment_everything_adds_objects_as_one_undo_step(viewer, qtbot, tiny_sam):
+    widget = open_widget(viewer, qtbot, tiny_sam)
+    session = widget.session
+    add_point_and_wait(qtbot, widget, (80, 120))
+    widget.commit_button.click()
+    labels = session.labels_layer
+    before = labels.data.copy()
+    rows_before = objects.object_rows(labels)
+    assert set(np.unique(before)) == {0, 1}
+
+    panel = _panel(widget)
+    _keep_all(panel)
+    calls = session.segmenter.encoder_calls
+    panel.run_button.click()
+    assert panel.running and panel.cancel_button.isEnabled()
+    _wait_idle(qtbot, panel)
+
+    assert session.segmenter.encoder_calls == calls  # the session's embedding was reused
+    after = labels.data.copy()
+    np.testing.assert_array_equal(after[before != 0], before[before != 0])  # object 1 kept
+    new_ids = set(np.unique(after)) - {0, 1}
+    assert new_ids and min(new_ids) == 2
+    # exactly the engine's result placed around the existing object
+    result = segment_everything(
+        PromptSegmenter(tiny_sam, "x"), to_rgb_uint8(sample_image()), panel.params()
+    )
+    placement = place_objects(before, result.masks, confidence_order(result.masks), first_id=2)
+    expected = before.copy()
+    expected[placement.rows, placement.cols] = placement.values
+    np.testing.assert_array_equal(after, expected)
+
+    rows = {row["id"]: row for row in objects.object_rows(labels)}
+    assert set(rows) == {1} | new_ids
+    for label_id in new_ids:
+        assert rows[label_id]["area"] == (after == label_id).sum()
+        assert rows[label_id]["prompts"] == "everything"
+        assert rows[label_id]["model"] == "tiny"
+
+    widget.undo_button.click()  # one undo removes every new object and its row
+    np.testing.assert_array_equal(labels.data, before)
+    assert objects.object_rows(labels) == rows_before
+
+
+def test_cancel_midway_adds_nothing(viewer, qtbot):
+    widget = open_widget(viewer, qtbot, make_slow(build_tiny_sam(), 0.4))
+    panel = _panel(widget)
+    _keep_all(panel, points_per_side=2, crop_layers=1)  # four crops to embed, slowly
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: "step" in panel.status_label.text(), timeout=WAIT_MS)
+    panel.cancel_button.click()
+    _wait_idle(qtbot, panel)
+    assert "cancelled" in panel.status_label.text()
+    labels = widget.session.labels_layer
+    assert labels is None or not labels.data.any()
+    assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+
+
+def test_result_for_a_slice_no_longer_shown_is_dropped(viewer, qtbot):
+    stack = np.stack([sample_image(), sample_image()[::-1]])
+    widget = open_widget(viewer, qtbot, make_slow(build_tiny_sam(), 0.3), image=stack)
+    session, panel = widget.session, _panel(widget)
+    _keep_all(panel, points_per_side=2, crop_layers=1)
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: "step" in panel.status_label.text(), timeout=WAIT_MS)
+    viewer.dims.set_current_step(0, 1)  # the user moves on while it runs
+    _wait_idle(qtbot, panel)
+    assert "dropped" in panel.status_label.text()
+    assert session.labels_layer is None or not session.labels_layer.data.any()
+
+    # pressed while slice 1 is still being embedded: it waits, then runs on slice 1
+    _keep_all(panel, points_per_side=3)
+    panel.run_button.click()
+    _wait_idle(qtbot, panel)
+    data = session.labels_layer.data
+    assert data.shape == stack.shape
+    assert data[1].any() and not data[0].any()
+    rows = objects.object_rows(session.labels_layer)
+    assert rows and all(row["slice"] == "1" for row in rows)
