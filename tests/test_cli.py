@@ -154,3 +154,69 @@ def test_entry_point_runs():
     )
     assert done.returncode == 0
     assert "segment" in done.stdout
+
+
+def test_segment_stack_with_per_plane_prompts(tmp_path, checkpoint, capsys):
+    from napari_promptseg.core import PromptSegmenter, Prompts
+    from napari_promptseg.core.batch import planes_of
+    from napari_promptseg.testing import build_tiny_sam
+
+    rng = np.random.default_rng(1)
+    stack = rng.integers(0, 3000, (4, 60, 71)).astype(np.uint16)
+    image = tmp_path / "stack.tif"
+    tifffile.imwrite(image, stack)
+    points = _write(
+        tmp_path / "p.csv", "object,z,row,col\ncell,0,30,30\ncell,2,31,29\nother,1,10,60\n"
+    )
+    out = tmp_path / "stack_labels.tif"
+    assert main(["segment", str(image), "--checkpoint", str(checkpoint), "--model-type", "vit_tiny",
+                 "--points", str(points), "-o", str(out)]) == 0  # fmt: skip
+    labels = tifffile.imread(out)
+    assert labels.shape == (4, 60, 71)
+    rows = read_objects_csv(tmp_path / "stack_labels_objects.csv")
+    assert [(r["object"], r["id"], r["slice"]) for r in rows] == [
+        ("cell", "1", "0"),
+        ("cell", "1", "2"),
+        ("other", "2", "1"),
+    ]
+    assert not labels[3].any()
+    # each plane's mask is what the engine gives on that plane with the stack's contrast
+    engine = PromptSegmenter(build_tiny_sam(), "x")
+    planes = planes_of(stack)
+    expected = engine.segment(planes.rgb((2,)), Prompts.from_points([[31, 29]]))
+    np.testing.assert_array_equal(labels[2] == 1, expected.mask)
+    assert int(rows[1]["area"]) == int((labels[2] == 1).sum())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("object,row,col\n1,10,10\n", "missing column.*z"),
+        ("object,z,row,col\n1,9,10,10\n", "planes \\(4,\\)"),
+        ("object,z,row,col\n1,1.5,10,10\n", "not a plane index"),
+    ],
+)
+def test_stack_prompt_errors(tmp_path, checkpoint, capsys, text, message):
+    import re
+
+    image = tmp_path / "stack.tif"
+    tifffile.imwrite(image, np.zeros((4, 20, 30), np.uint8))
+    points = _write(tmp_path / "p.csv", text)
+    out = tmp_path / "l.tif"
+    assert (
+        main(
+            [
+                "segment",
+                str(image),
+                "--checkpoint",
+                str(checkpoint),
+                "--points",
+                str(points),
+                "-o",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()

@@ -23,10 +23,22 @@ def register(commands) -> None:
         description=(
             "One object per prompt group. Points CSV: object,row,col[,label] (label 1/0 or "
             "positive/negative, default 1). Boxes CSV: object,row0,col0,row1,col1. Coordinates "
-            "are (row, col) pixels as napari shows them. Writes LABELS.tif and LABELS_objects.csv."
+            "are (row, col) pixels as napari shows them. For a stack, add a column per leading "
+            "axis (z, or t,z): each object is segmented on every plane it has prompts on, under "
+            "one id, with one table row per object and plane. Writes LABELS.tif and "
+            "LABELS_objects.csv."
         ),
     )
-    segment.add_argument("image", type=Path, help="image file (tif, png, jpg, ...)")
+    segment.add_argument(
+        "image",
+        type=Path,
+        help="image file (tif, png, jpg, ...): 2D, or a stack (z, y, x), (t, z, y, x)",
+    )
+    segment.add_argument(
+        "--axes",
+        help="CSV columns naming the plane of each prompt in a stack, e.g. 'z' or 't,z' "
+        "(default: z for 3D, t,z for 4D)",
+    )
     add_model_arguments(segment)
     segment.add_argument("--points", type=Path, help="points CSV: object,row,col[,label]")
     segment.add_argument("--boxes", type=Path, help="boxes CSV: object,row0,col0,row1,col1")
@@ -51,65 +63,99 @@ def register(commands) -> None:
 def run_segment(args) -> int:
     import numpy as np
 
-    from ..core import Prompts, to_rgb_uint8
+    from ..core import Prompts
+    from ..core.batch import planes_of
+    from ..core.errors import PromptError
     from ..core.export import LABEL_SUFFIXES, objects_csv_path, write_labels_tif, write_objects_csv
     from ..core.io import read_image, read_prompt_tables
-    from ..core.labels import object_row, paste_mask, smallest_dtype_for
+    from ..core.labels import object_row, pixels_to_paint, smallest_dtype_for
     from ..core.prompts import to_sam_prompts
 
     output = check_output_path(args.output, LABEL_SUFFIXES)
-    image = read_image(args.image)
-    rgb = to_rgb_uint8(
-        image,
+    planes = planes_of(
+        read_image(args.image),
         contrast_limits=args.contrast_limits,
         channel_axis=args.channel_axis,
         channels=args.channels,
     )
+    axes = plane_axes(args.axes, planes)
     if args.points is None and args.boxes is None:
-        from ..core.errors import PromptError
-
         raise PromptError("give prompts with --points and/or --boxes.")
-    objects = read_prompt_tables(args.points, args.boxes)
+    objects = read_prompt_tables(args.points, args.boxes, axes)
+    n_planes = planes_shape(planes)
     prompts = []
     for obj in objects:  # validate everything before the slow part
+        where = f" on plane {dict(zip(axes, obj.plane, strict=True))}" if axes else ""
+        if any(i >= n for i, n in zip(obj.plane, n_planes, strict=True)):
+            raise PromptError(f"object {obj.name!r}{where}: the image has planes {n_planes}.")
         prompt = Prompts(points=np.array(obj.points).reshape(-1, 2), labels=obj.labels, box=obj.box)
         try:
-            to_sam_prompts(prompt, rgb.shape[:2])
-        except Exception as error:
-            raise type(error)(f"object {obj.name!r}: {error}") from None
+            to_sam_prompts(prompt, planes.plane_shape)
+        except PromptError as error:
+            raise PromptError(f"object {obj.name!r}{where}: {error}") from None
         prompts.append(prompt)
-    ids = object_ids([obj.name for obj in objects])
+    names = list(dict.fromkeys(obj.name for obj in objects))
+    ids = dict(zip(names, object_ids(names), strict=True))
 
     segmenter = load_segmenter(args)
-    started = time.perf_counter()
-    embedding = segmenter.embed(rgb, progress=progress_printer("embedding"))
-    print(f"embedding: {time.perf_counter() - started:.1f} s", file=sys.stderr)
-
     multimask = {"auto": None, "on": True, "off": False}[args.multimask]
-    labels = np.zeros(rgb.shape[:2], dtype=smallest_dtype_for(max(ids, default=1)))
+    labels = np.zeros((*n_planes, *planes.plane_shape), smallest_dtype_for(max(ids.values())))
     rows = []
-    for obj, prompt, label_id in zip(objects, prompts, ids, strict=True):
+    for obj, prompt in zip(objects, prompts, strict=True):
+        started = time.perf_counter()
+        embedding = segmenter.embed(planes.rgb(obj.plane), progress=progress_printer("embedding"))
+        if time.perf_counter() - started > 1:
+            print(f"embedding: {time.perf_counter() - started:.1f} s", file=sys.stderr)
         result = segmenter.predict(embedding, prompt, multimask=multimask)
-        labels, area = paste_mask(labels, result.mask, label_id, overwrite=args.overwrite)
+        plane = labels[obj.plane]  # a view: painting it paints the stack
+        where = pixels_to_paint(plane, result.mask, overwrite=args.overwrite)
+        plane[where] = ids[obj.name]
+        painted = np.zeros(planes.plane_shape, dtype=bool)
+        painted[where] = True
         row = object_row(
-            label_id,
-            labels == label_id,
+            ids[obj.name],
+            painted,
             predicted_iou=result.iou[result.best],
             stability=result.stability[result.best],
             prompts=prompt.summary(),
             candidate=result.best,
             model=segmenter.name,
+            slice_index=obj.plane,
         )
         row["object"] = obj.name
         rows.append(row)
+        where_text = f" on plane {obj.plane}" if obj.plane else ""
         print(
-            f"object {obj.name}: id {label_id}, predicted IoU {row['predicted_iou']:.3f}, "
-            f"stability {row['stability']:.3f}, area {area} px"
+            f"object {obj.name}{where_text}: id {row['id']}, predicted IoU "
+            f"{row['predicted_iou']:.3f}, stability {row['stability']:.3f}, area {row['area']} px"
         )
     write_labels_tif(output, labels)
     table = write_objects_csv(objects_csv_path(output), rows)
     print(f"wrote {output} and {table}")
     return 0
+
+
+def planes_shape(planes) -> tuple[int, ...]:
+    """Sizes of the leading (plane) axes of a StackPlanes; () for a 2D image."""
+    if not planes.labels or not planes.labels[-1]:
+        return ()
+    return tuple(i + 1 for i in planes.labels[-1])
+
+
+def plane_axes(names: str | None, planes) -> tuple[str, ...]:
+    """Column names of the leading axes: ``--axes`` or z / t,z / axis0,axis1,... by count."""
+    from ..core.errors import PromptError
+
+    count = len(planes_shape(planes))
+    if names:
+        axes = tuple(n.strip().lower() for n in names.split(",") if n.strip())
+        if len(axes) != count:
+            raise PromptError(
+                f"--axes names {len(axes)} axis column(s) but the image has {count} leading "
+                f"axis/axes (planes {planes_shape(planes)})."
+            )
+        return axes
+    return {0: (), 1: ("z",), 2: ("t", "z")}.get(count, tuple(f"axis{i}" for i in range(count)))
 
 
 def object_ids(names: Sequence[str]) -> list[int]:

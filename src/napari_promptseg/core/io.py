@@ -5,7 +5,10 @@ Prompt CSV formats (one row per prompt; ``object`` groups prompts into one objec
 * points: ``object,row,col[,label]`` — label 1/positive (default) or 0/negative;
 * boxes: ``object,row0,col0,row1,col1``.
 
-Coordinates are pixel (row, col), as napari shows them. Extra columns are ignored.
+Coordinates are pixel (row, col), as napari shows them. Extra columns are ignored. For a
+stack, each row also names its plane with one column per leading axis (``z`` for a
+(z, y, x) stack, ``t,z`` for (t, z, y, x); see ``axes``): an object may have prompts on
+several planes and is segmented on each of them, under one id.
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 @dataclass
 class ObjectPrompts:
-    """Prompts of one object from the CSV files, in (row, col)."""
+    """Prompts of one object on one plane from the CSV files, in (row, col)."""
 
     name: str
+    plane: tuple[int, ...] = ()  # indices along the leading axes; () for a 2D image
     points: list[tuple[float, float]] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     box: tuple[float, float, float, float] | None = None
@@ -53,12 +57,23 @@ _LABEL_WORDS = {"1": 1, "positive": 1, "pos": 1, "+": 1, "0": 0, "negative": 0, 
 
 
 def read_prompt_tables(
-    points_csv: str | os.PathLike | None = None, boxes_csv: str | os.PathLike | None = None
+    points_csv: str | os.PathLike | None = None,
+    boxes_csv: str | os.PathLike | None = None,
+    axes: tuple[str, ...] = (),
 ) -> list[ObjectPrompts]:
-    """Group the rows of a points CSV and a boxes CSV by ``object``, in order of appearance."""
-    objects: dict[str, ObjectPrompts] = {}
-    for row, line in _rows(points_csv, ("object", "row", "col")):
-        obj = objects.setdefault(row["object"], ObjectPrompts(row["object"]))
+    """Group the rows of a points CSV and a boxes CSV by (``object``, plane), in file order.
+
+    ``axes`` names the plane columns (e.g. ``("z",)``); every row must have them.
+    """
+    groups: dict[tuple[str, tuple[int, ...]], ObjectPrompts] = {}
+
+    def group(row, path, line) -> ObjectPrompts:
+        plane = tuple(_index(row, axis, path, line) for axis in axes)
+        key = (row["object"], plane)
+        return groups.setdefault(key, ObjectPrompts(row["object"], plane))
+
+    for row, line in _rows(points_csv, ("object", *axes, "row", "col")):
+        obj = group(row, points_csv, line)
         label_text = (row.get("label") or "1").strip().lower()
         if label_text not in _LABEL_WORDS:
             raise PromptError(
@@ -68,14 +83,23 @@ def read_prompt_tables(
             (_number(row, "row", points_csv, line), _number(row, "col", points_csv, line))
         )
         obj.labels.append(_LABEL_WORDS[label_text])
-    for row, line in _rows(boxes_csv, ("object", "row0", "col0", "row1", "col1")):
-        obj = objects.setdefault(row["object"], ObjectPrompts(row["object"]))
+    for row, line in _rows(boxes_csv, ("object", *axes, "row0", "col0", "row1", "col1")):
+        obj = group(row, boxes_csv, line)
         if obj.box is not None:
+            where = f" on plane {obj.plane}" if obj.plane else ""
             raise PromptError(
-                f"{boxes_csv}, line {line}: object {row['object']!r} has a second box; one box per object."
+                f"{boxes_csv}, line {line}: object {row['object']!r} has a second box{where}; "
+                "one box per object and plane."
             )
         obj.box = tuple(_number(row, k, boxes_csv, line) for k in ("row0", "col0", "row1", "col1"))
-    return list(objects.values())
+    return list(groups.values())
+
+
+def _index(row, column, path, line) -> int:
+    value = _number(row, column, path, line)
+    if value != int(value) or value < 0:
+        raise PromptError(f"{path}, line {line}: {column} {row[column]!r} is not a plane index.")
+    return int(value)
 
 
 def _rows(path, required):
