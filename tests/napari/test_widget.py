@@ -190,3 +190,42 @@ def test_prompts_placed_before_the_embedding_decode_when_it_arrives(viewer, qtbo
     qtbot.waitUntil(lambda: session.result is not None, timeout=WAIT_MS)
     assert session.result.mask.shape == (300, 517)
     wait_embedded(qtbot, widget)
+
+
+def test_stack_commit_lands_on_the_plane_in_view(viewer, qtbot, tiny_sam):
+    from napari_promptseg.core.batch import planes_of
+
+    rng = np.random.default_rng(2)
+    stack = rng.integers(0, 4000, (4, 90, 120)).astype(np.uint16)
+    viewer.add_image(stack, name="stack")
+    widget = open_widget(viewer, qtbot, tiny_sam, add_image=False)
+    session = widget.session
+    viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(
+        lambda: session.embedding is not None and session.current_slice.fixed == (2,),
+        timeout=WAIT_MS,
+    )
+    result = add_point_and_wait(qtbot, widget, (2.0, 40.0, 60.0))
+    # the plane SAM saw is plane 2 at the layer's contrast limits (napari's default: stack range)
+    expected = PromptSegmenter(tiny_sam, "x").segment(
+        planes_of(stack).rgb((2,)), Prompts.from_points([[40, 60]])
+    )
+    np.testing.assert_array_equal(result.masks, expected.masks)
+    session.commit()
+    labels = session.labels_layer
+    assert labels.data.shape == (4, 90, 120)
+    assert labels.data[2].any() and not labels.data[[0, 1, 3]].any()
+    assert labels.features.iloc[0]["slice"] == "2"
+    # moving to another plane drops the preview and re-embeds; going back uses the cache
+    calls = session.segmenter.encoder_calls
+    viewer.dims.set_current_step(0, 3)
+    qtbot.waitUntil(
+        lambda: session.embedding is not None and session.current_slice.fixed == (3,),
+        timeout=WAIT_MS,
+    )
+    viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(
+        lambda: session.embedding is not None and session.current_slice.fixed == (2,),
+        timeout=WAIT_MS,
+    )
+    assert session.segmenter.encoder_calls == calls + 1
