@@ -31,3 +31,4 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     # never touch the user's real model cache from tests
     monkeypatch.setenv("NAPARI_PROMPTSEG_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("NAPARI_PROMPTSEG_STORE", str(tmp_path_factory.mktemp("store")))
+    monkeypatch.setenv("NAPARI_PROMPTSEG_AUTOSAVE_DIR", str(tmp_path_factory.mktemp("autosave")))

@@ -11,19 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from .core.export import objects_csv_path, write_labels_tif, write_objects_csv
+from .core.export import write_labels_and_objects, write_labels_tif
 
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     """Write one Labels layer; returns the paths written (napari shows them)."""
     labels = np.asarray(data)
-    written = [str(write_labels_tif(path, labels))]
     rows = _feature_rows(meta.get("features"))
-    if rows:
-        present = set(np.unique(labels).tolist())
-        rows = [row for row in rows if int(row.get("id", row.get("index", 0))) in present]
-        written.append(str(write_objects_csv(objects_csv_path(path), rows)))
-    return written
+    if not rows:
+        return [str(write_labels_tif(path, labels))]
+    present = set(np.unique(labels).tolist())
+    rows = [row for row in rows if int(row.get("id", row.get("index", 0))) in present]
+    return [str(p) for p in write_labels_and_objects(path, labels, rows)]
 
 
 def _feature_rows(features) -> list[dict]:

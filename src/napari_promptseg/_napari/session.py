@@ -74,7 +74,8 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
         self._decoder = LatestOnlyRunner(self._decoded.emit, name="promptseg-decode")
         self._decoded.connect(self._on_decoded)
         self._download.connect(self._on_download_progress)
-        viewer.dims.events.current_step.connect(self._on_view_changed)
+        # first: if napari's own slicing of a lazy layer fails, we still hear of the move
+        viewer.dims.events.current_step.connect(self._on_view_changed, position="first")
         viewer.dims.events.ndisplay.connect(self._on_view_changed)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
@@ -142,7 +143,7 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
         if layer is not None:
             shape = spatial_shape(layer)
             if len(shape) < 2 or min(shape) == 0:
-                self.image_layer = None
+                self.set_image_layer(None)  # detach the previous image completely
                 self.report(
                     f"the layer {layer.name!r} has shape {shape}: SAM needs a 2D image or a stack of them."
                 )
@@ -250,7 +251,8 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
         if self.result is None or self._result_target is None:
             self.report("nothing to commit: place a prompt and wait for the mask.")
             return None
-        if self._result_target != self._current_target():
+        stale_pixels = self.embedding is not None and self.result.key != self.embedding.key
+        if self._result_target != self._current_target() or stale_pixels:
             self.report(
                 "the mask belongs to another image, slice or model; place the prompts again."
             )

@@ -64,8 +64,8 @@ class Decoding:
         self._decoder.submit(job)
 
     def _on_decoded(self, outcome: JobOutcome) -> None:
-        if outcome.stale:
-            return
+        if outcome.stale or not self._decoder.is_current(outcome.ticket):
+            return  # superseded, or refresh()/clear() cancelled it after it finished
         if outcome.error is not None:
             self._submitted = None
             if isinstance(outcome.error, PromptError):
@@ -80,6 +80,8 @@ class Decoding:
         if isinstance(result, list):  # tiles to embed first (large image)
             self._embed_tiles(result)
             return
+        if self.embedding is None and self.tiled is None:
+            return  # the image changed after this decode started
         if self.embedding is not None and result.key != self.embedding.key:
             return
         on_layers = prompt_layers.read_prompts(self.viewer, self.current_slice)

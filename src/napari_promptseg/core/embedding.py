@@ -70,7 +70,7 @@ def resize_for_sam(sam, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]
     Returns the padded, normalised (1, 3, S, S) tensor on the model device (S = 1024) and
     the (h, w) size before padding.
     """
-    _check_rgb(rgb)
+    check_rgb(rgb)
     transform = ResizeLongestSide(sam.image_encoder.img_size)
     resized = transform.apply_image(rgb)
     tensor = torch.as_tensor(resized, device=sam.device)
@@ -148,7 +148,8 @@ def run_steps(
         return finished.value
 
 
-def _check_rgb(rgb: np.ndarray) -> None:
+def check_rgb(rgb: np.ndarray) -> None:
+    """Refuse anything but a non-empty (H, W, 3) uint8 array, naming what it got."""
     if (
         not isinstance(rgb, np.ndarray)
         or rgb.dtype != np.uint8
@@ -216,3 +217,6 @@ class EmbeddingCache:
 
     def _total_bytes(self) -> int:
         return sum(e.nbytes for e in self._items.values())
+
+
+_check_rgb = check_rgb  # old private name, still imported by core/everything.py

@@ -19,7 +19,14 @@ from collections.abc import Callable, Generator
 import numpy as np
 
 from .decode import DecodeResult, SamDecoder
-from .embedding import EmbeddingCache, EmbeddingKey, ImageEmbedding, iter_encode, run_steps
+from .embedding import (
+    EmbeddingCache,
+    EmbeddingKey,
+    ImageEmbedding,
+    check_rgb,
+    iter_encode,
+    run_steps,
+)
 from .image import image_fingerprint
 from .prompts import Prompts
 
@@ -97,6 +104,7 @@ class PromptSegmenter:
         embedding = self.cached(rgb, key)
         if embedding is not None:
             return embedding
+        check_rgb(rgb)  # refused input is not an encoder run
         with self._count_lock:
             self.encoder_calls += 1
         embedding = yield from iter_encode(self.sam, rgb, self.model_id)

@@ -88,7 +88,14 @@ def write_labels_tif(path: str | os.PathLike, labels: np.ndarray) -> Path:
     data = label_image_for_export(labels)
 
     def write(file: IO[bytes]) -> None:
-        tifffile.imwrite(file, data, compression="zlib", metadata={"axes": _axes(data.ndim)})
+        # minisblack: a (3, H, W) or (4, H, W) stack of labels is not an RGB picture
+        tifffile.imwrite(
+            file,
+            data,
+            compression="zlib",
+            photometric="minisblack",
+            metadata={"axes": _axes(data.ndim)},
+        )
 
     return atomic_write(path, write)
 
@@ -115,6 +122,41 @@ def write_objects_csv(
         writer.writerow({key: _csv_value(row.get(key, "")) for key in columns})
     payload = buffer.getvalue().encode("utf-8")
     return atomic_write(path, lambda file: file.write(payload))
+
+
+def write_labels_and_objects(
+    labels_path: str | os.PathLike,
+    labels: np.ndarray,
+    rows: Iterable[Mapping[str, Any]],
+    objects_path: str | os.PathLike | None = None,
+) -> tuple[Path, Path]:
+    """Write a label image and its objects table together: both new files, or neither.
+
+    Each file is first written completely beside its target (a hidden staging name), then
+    both are renamed over the targets, so a failure (full disk, unwritable folder) leaves
+    the previous pair as it was and never a new image beside an old table.
+    """
+    labels_path = Path(labels_path)
+    objects_path = Path(objects_path) if objects_path is not None else objects_csv_path(labels_path)
+    staged_labels = labels_path.with_name(f".{labels_path.name}.saving{labels_path.suffix}")
+    staged_objects = objects_path.with_name(f".{objects_path.name}.saving")
+    try:
+        write_labels_tif(staged_labels, labels)
+        write_objects_csv(staged_objects, rows)
+        os.replace(staged_labels, labels_path)
+        os.replace(staged_objects, objects_path)
+    except BaseException as exc:
+        for staged in (staged_labels, staged_objects):
+            with contextlib.suppress(OSError):
+                staged.unlink()
+        if not isinstance(exc, OSError):  # ExportError is an OSError too
+            raise
+        # name the file the user asked for, not the staging file
+        which = objects_path if staged_objects.name in str(exc) else labels_path
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        detail = cause.strerror or str(exc).split(": ", 1)[-1].rstrip(".")
+        raise ExportError(f"cannot write {which}: {detail}.") from exc
+    return labels_path, objects_path
 
 
 def objects_csv_path(labels_path: str | os.PathLike) -> Path:

@@ -173,6 +173,8 @@ def _plane_to_uint8(plane: np.ndarray, limits: ContrastLimits | None) -> np.ndar
             raise ImageError("the image has no finite values (all NaN or infinite).")
     if high < low:
         low, high = high, low
+    if not np.isfinite(high - low):  # e.g. ±1e308: scale in halves, which cannot overflow
+        values, low, high = values / 2, low / 2, high / 2
     span = high - low
     if span == 0:
         # a flat image: everything at or above the limit is white, below is black

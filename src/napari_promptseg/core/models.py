@@ -132,8 +132,12 @@ def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
             f"model {spec.name!r}: hash {spec.hash!r} is not '<algorithm>:<hex digest>' "
             f"with one of {', '.join(HASH_ALGORITHMS)}"
         )
-    if not spec.filename or Path(spec.filename).name != spec.filename or spec.filename[0] == ".":
-        raise ModelError(f"model {spec.name!r}: file name {spec.filename!r} must be a plain name")
+    # a portable whitelist: what is a plain name on Linux (a\\..\\x, C:x) may not be elsewhere
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}", spec.filename or ""):
+        raise ModelError(
+            f"model {spec.name!r}: file name {spec.filename!r} must be a plain name "
+            "(letters, digits, '.', '_', '+', '-')"
+        )
     if spec.name in MODELS and not replace:
         raise ModelError(f"a model named {spec.name!r} is already registered")
     for other in MODELS.values():

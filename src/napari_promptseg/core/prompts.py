@@ -29,6 +29,7 @@ from .errors import PromptError
 
 POSITIVE = 1
 NEGATIVE = 0
+MAX_POINTS = 256  # per object, scribble points included
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,12 @@ def to_sam_prompts(prompts: Prompts, image_shape: tuple[int, int]) -> SamPrompts
 
     if prompts.is_empty:
         raise PromptError("no prompt given: add a positive point, a box or a scribble.")
+    if len(all_points) > MAX_POINTS:
+        # each point attends to all 4096 image tokens: thousands take seconds and GiBs
+        raise PromptError(
+            f"too many prompt points ({len(all_points)}); SAM works best with a few clicks: "
+            f"at most {MAX_POINTS} (a scribble counts up to 8)."
+        )
     if prompts.box is None and not (all_labels == POSITIVE).any():
         raise PromptError(
             "only negative prompts: SAM needs at least one positive point, a box or a positive scribble."
