@@ -157,7 +157,7 @@ def test_entry_point_runs():
 
 
 def test_segment_stack_with_per_plane_prompts(tmp_path, checkpoint, capsys):
-    from napari_promptseg.core import PromptSegmenter, Prompts
+    from napari_promptseg.core import Prompts, PromptSegmenter
     from napari_promptseg.core.batch import planes_of
     from napari_promptseg.testing import build_tiny_sam
 

@@ -256,7 +256,7 @@ def test_failed_table_keeps_the_previous_labels_too(folder, monkeypatch):
     def interrupted(path, rows, columns=None):
         raise KeyboardInterrupt  # the user pressed Ctrl+C between the two files
 
-    monkeypatch.setattr("napari_promptseg.core.folder.write_objects_csv", interrupted)
+    monkeypatch.setattr("napari_promptseg.core.export.write_objects_csv", interrupted)
     with pytest.raises(KeyboardInterrupt):
         images.save(0, _labels(1, 2), _rows(1, 2), done=True)
     assert images.labels_path(0).read_bytes() == labels_before

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import os
-
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +71,9 @@ def test_disk_full_while_writing_the_table_keeps_both_old_files(saved, monkeypat
         return real(path, write)
 
     monkeypatch.setattr(export, "atomic_write", full_on_table)
-    with pytest.raises(ExportError, match=r"cannot write .*labels_objects\.csv: No space left on device"):
+    with pytest.raises(
+        ExportError, match=r"cannot write .*labels_objects\.csv: No space left on device"
+    ):
         write_labels(str(target), _labels((1, 2, 3)), _meta((1, 2, 3)))
     assert csv.read_bytes() == csv_bytes
     assert target.read_bytes() == tif_bytes

@@ -80,13 +80,16 @@ def test_points_on_the_border_are_inside(embedded):
     assert result.masks.shape[1:] == (120, 170)
 
 
-def test_thousands_of_points_decode_in_one_go(embedded):
+def test_thousands_of_points_are_refused_with_the_limit(embedded):
     segmenter, embedding = embedded
     rng = np.random.default_rng(0)
     points = np.stack([rng.uniform(0, 119, 2000), rng.uniform(0, 169, 2000)], axis=1)
     labels = rng.integers(0, 2, 2000)
     labels[0] = 1
-    result = segmenter.predict(embedding, Prompts.from_points(points, labels))
+    with pytest.raises(PromptError, match=r"too many prompt points \(2000\).*at most 256"):
+        segmenter.predict(embedding, Prompts.from_points(points, labels))
+    # at the limit it decodes
+    result = segmenter.predict(embedding, Prompts.from_points(points[:256], labels[:256]))
     assert result.masks.shape == (1, 120, 170)  # many points: SAM's single-mask output
     assert np.isfinite(result.iou).all()
 

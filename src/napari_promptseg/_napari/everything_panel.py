@@ -9,9 +9,7 @@ image, plane, contrast or model no longer shown is dropped.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 from qtpy.QtWidgets import (
     QDoubleSpinBox,
@@ -34,7 +32,9 @@ from ..core.everything import (
 )
 from ..core.labels import LabelsError, next_label_id
 from . import objects
-from .slices import SliceRef, slice_rgb
+from .panels import disconnect, plane_ready
+from .slices import LayerSnapshot, SliceRef, slice_rgb
+from .workers import connected_worker
 
 
 @dataclass(frozen=True)
@@ -115,11 +115,7 @@ class EverythingPanel(QWidget):
         session = self.session
         if self._worker is not None:
             return
-        if session.segmenter is None or session.image_layer is None:
-            session.report("segment everything needs an image layer and a model.")
-            return
-        if session.current_slice is None:
-            session.report("segment everything works in 2D view: switch the viewer to 2D.")
+        if not plane_ready(session, "segment everything"):
             return
         try:
             self.params().validate()
@@ -134,31 +130,25 @@ class EverythingPanel(QWidget):
         self._start()
 
     def _start(self) -> None:
-        from napari.qt.threading import create_worker
         from napari.utils import progress
 
         session, layer, ref = self.session, self.session.image_layer, self.session.current_slice
         segmenter, params = session.segmenter, self.params()
         self._target = _Target(id(layer), ref, segmenter.model_id)
-        snapshot = SimpleNamespace(  # the worker reads no layer attribute napari may change
-            data=layer.data,
-            multiscale=bool(getattr(layer, "multiscale", False)),
-            rgb=bool(getattr(layer, "rgb", False)),
-            contrast_limits=tuple(float(v) for v in layer.contrast_limits),
-        )
+        snapshot = LayerSnapshot.of(layer)  # the worker reads no layer napari may change
 
         def job():
             rgb = slice_rgb(snapshot, ref)
             return (yield from iter_segment_everything(segmenter, rgb, params))
 
-        # bound methods, not lambdas: Qt drops them if the panel is deleted mid-run
-        worker = create_worker(job, _ignore_errors=True)
-        worker.yielded.connect(self._on_step)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
+        self._worker = worker = connected_worker(
+            job,
+            yielded=self._on_step,
+            returned=self._on_returned,
+            errored=self._on_errored,
+            aborted=self._on_aborted,
+            finished=self._on_finished,
+        )
         self._progress = progress(total=0, desc="Segment everything")
         where = f" ({ref.describe()})" if ref.fixed else ""
         self._set_running(True, f"segmenting everything{where}…")
@@ -299,9 +289,10 @@ class EverythingPanel(QWidget):
         self._waiting = False
         if self._worker is not None:
             self._worker.quit()
-        with contextlib.suppress(TypeError, RuntimeError):  # closed twice
-            self.session.embedding_ready.disconnect(self._on_embedding_ready)
-            self.session.slice_changed.disconnect(self._on_slice_changed)
+        disconnect(
+            (self.session.embedding_ready, self._on_embedding_ready),
+            (self.session.slice_changed, self._on_slice_changed),
+        )
         return super().close()
 
 

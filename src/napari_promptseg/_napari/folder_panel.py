@@ -2,24 +2,17 @@
 
 The panel shows one image of the folder at a time in ONE image layer and its saved labels
 (if any) in ONE labels layer, both handed to the session; moving on swaps their data (and
-clears the labels' undo history) rather than replacing layers, which costs napari ~1 s. Moving on (Previous, Next, First
-not done, a click in the list) first saves the labels and objects table of the image shown
-(:meth:`core.folder.ImageFolder.save`); if that fails the panel stays where it is, so no
-labels are lost. Images that cannot be read or have another shape are skipped with a
-message. Reopening a folder resumes at the first image not done.
-
+clears the labels' undo history) rather than replacing layers, which costs napari ~1 s.
+Moving on (Previous, Next, First not done, a click in the list) first saves the labels and
+objects table of the image shown (:meth:`core.folder.ImageFolder.save`); if that fails the
+panel stays where it is, so no labels are lost. Images that cannot be read or have another
+shape are skipped with a message. Reopening a folder resumes at the first image not done.
 While the user annotates image i, the embedding of image i+1 is computed in a background
-worker, so that Next finds it in the session's cache. The prefetch starts once the current
-image's embedding is ready, holds while the session computes an embedding of its own, and
-is cancelled when the folder, the model or the panel closes. If the user moves on before
-it finishes, the session waits for it rather than computing the same embedding twice.
+worker (:mod:`.folder_prefetch`), so that Next finds it in the session's cache.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,65 +34,11 @@ from ..core.errors import ImageError, PromptSegError
 from ..core.folder import DONE, SKIPPED, STARTED, ImageFolder
 from . import layers as prompt_layers
 from . import objects
-from .slices import SliceRef, slice_rgb
+from .folder_layers import FILE_KEY, show_image, show_labels
+from .folder_prefetch import FolderPrefetch, display_limits, is_rgb, next_to_prefetch
+from .panels import say
 
-# In the image layer's metadata: which file it shows. Not prompt_layers.TAG, which marks
-# the plugin's prompt and output layers (the session keeps those selected).
-FILE_KEY = "promptseg_folder_image"
-_LAYER_KEYS = (prompt_layers.TAG, "promptseg_colormap")  # labels metadata kept across images
 MARKS = {DONE: "✓", STARTED: "✎", SKIPPED: "✗"}  # todo: no mark
-
-
-@dataclass
-class _Planes:
-    """Stands in for an image layer in ``slice_rgb``, so the prefetch converts pixels exactly
-    as the session will once the image is in the layer."""
-
-    data: np.ndarray
-    rgb: bool
-    contrast_limits: tuple[float, float]
-    multiscale: bool = False
-
-
-def is_rgb(image: np.ndarray) -> bool:
-    """Whether the last axis of a read image is colour (3 or 4 values)."""
-    return image.ndim >= 3 and image.shape[-1] in (3, 4)
-
-
-def display_limits(image: np.ndarray) -> tuple[float, float]:
-    """Contrast limits the panel gives every image: napari's default rule, on all the data.
-
-    uint8 → (0, 255); otherwise the finite min and max ((min(v, 0), max(v, 1)) if flat).
-    The prefetch uses the same limits, so its embedding is the one the session asks for.
-    """
-    if image.dtype == np.uint8:
-        return (0.0, 255.0)
-    values = np.asarray(image, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return (0.0, 1.0)
-    low, high = float(finite.min()), float(finite.max())
-    if low == high:
-        low, high = min(low, 0.0), max(high, 1.0)
-    return (low, high)
-
-
-@dataclass
-class _Running:
-    """The prefetch worker, reachable without the panel (Qt may delete the panel first)."""
-
-    worker: object = None
-    index: int | None = None
-    alive: bool = True
-
-    def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.quit()  # stops at the next encoder block
-        self.worker = self.index = None
-
-    def forget(self, *_) -> None:
-        self.alive = False
-        self.stop()
 
 
 class FolderPanel(QWidget):
@@ -124,19 +63,16 @@ class FolderPanel(QWidget):
         self.index: int | None = None  # image shown
         self.image_layer = None
         self.labels_layer = None
-        self._running = _Running()
-        self._prefetched_for: tuple | None = None  # (index, model id, slice) cached already
-        self._prefetched_image: tuple[int, np.ndarray] | None = None
-        self._handoff = False  # the session waits for the prefetch of the image shown
-        self._armed = False  # a prefetch may start at the next embedding_ready
-        self._hold = threading.Event()  # set while the session embeds: the prefetch waits
+        self._prefetch = FolderPrefetch(
+            session, prefetched=self.prefetched.emit, handed_over=self._hand_over
+        )
         self._closed = False
         self._build()
         session.embedding_ready.connect(self._on_embedding_ready)
         session.model_changed.connect(self._on_model_changed)
         session.busy_changed.connect(self._on_busy_changed)
         # Qt may delete the panel without close() (the window closed): stop the worker then.
-        self.destroyed.connect(self._running.forget)
+        self.destroyed.connect(self._prefetch.running.forget)
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -222,9 +158,8 @@ class FolderPanel(QWidget):
             return True
         if not self.save_current():
             return False
-        self._cancel_prefetch()
+        self._prefetch.forget()
         self.folder, self.index = None, None
-        self._prefetched_for = self._prefetched_image = None
         self.image_list.clear()
         self._update_buttons()
         return True
@@ -234,7 +169,7 @@ class FolderPanel(QWidget):
         if not self._closed:
             self._closed = True
             self.save_current(quiet=True)
-            self._cancel_prefetch()
+            self._prefetch.cancel()
             self.session.embedding_ready.disconnect(self._on_embedding_ready)
             self.session.model_changed.disconnect(self._on_model_changed)
             self.session.busy_changed.disconnect(self._on_busy_changed)
@@ -320,9 +255,8 @@ class FolderPanel(QWidget):
         return False
 
     def _read(self, index: int):
-        if self._prefetched_image is not None and self._prefetched_image[0] == index:
-            image = self._prefetched_image[1]
-        else:
+        image = self._prefetch.image(index)
+        if image is None:
             image = self.folder.load_image(index)
         spatial = image.shape[:-1] if is_rgb(image) else image.shape
         return image, self.folder.load_labels(index, spatial), self.folder.load_rows(index)
@@ -341,88 +275,30 @@ class FolderPanel(QWidget):
     def _show(self, index: int, image: np.ndarray, labels, rows) -> None:
         session, viewer = self.session, self.viewer
         name = self.folder.name(index)
-        self._handoff = self._running.worker is not None and self._running.index == index
-        if not self._handoff:
-            self._cancel_prefetch()
+        self._prefetch.claim(index)  # keeps a prefetch of this image, cancels any other
         # The session lets go first: changing the layer under it would start an embedding
         # for a half-updated image (new pixels, old contrast limits).
         session.set_image_layer(None)
         prompt_layers.clear_prompts(viewer, None)  # prompts belong to the image they were on
-        rgb, limits = is_rgb(image), display_limits(image)
-        layer = self.image_layer
-        reuse = (
-            layer is not None
-            and layer in viewer.layers
-            and layer.rgb == rgb
-            and layer.data.shape == image.shape
-        )
+        shape = image.shape[:-1] if is_rgb(image) else image.shape
         with prompt_layers.keeping_selection(viewer):
-            if reuse:
-                layer.data = image
-                layer.contrast_limits_range = limits
-                layer.contrast_limits = limits
-                layer.name = name
-                layer.metadata[FILE_KEY] = str(self.folder.images[index])
-            else:
-                if layer is not None and layer in viewer.layers:
-                    viewer.layers.remove(layer)
-                layer = viewer.add_image(
-                    image,
-                    name=name,
-                    rgb=rgb,
-                    contrast_limits=limits,
-                    metadata={FILE_KEY: str(self.folder.images[index])},
-                )
-                self.image_layer = layer
-            self._show_labels(image.shape[:-1] if rgb else image.shape, labels, rows, name)
+            path = str(self.folder.images[index])
+            self.image_layer = layer = show_image(viewer, self.image_layer, image, name, path)
+            self.labels_layer = show_labels(
+                viewer, session, self.labels_layer, layer, shape, labels, rows, name
+            )
+            session.objects_changed.emit()  # the widget's review list and colours follow
         self.index = index
-        self._prefetched_image = None
-        self._armed = True
+        self._prefetch.shown(index)
         self._mark_current()
         self._update_buttons()
-        if self._handoff:
+        if self._prefetch.handoff:
             self._say(f"{name}: finishing its embedding in the background…")
         else:
             if session.image_layer is not layer:  # the dock widget may have picked a new one
                 session.set_image_layer(layer)
             self._say(f"{name} ({index + 1} of {len(self.folder)}); {self._summary()}")
         self.image_shown.emit(index)
-
-    def _show_labels(self, shape, labels, rows, name: str) -> None:
-        """Put the image's saved labels and rows (or nothing) in the panel's labels layer.
-
-        The layer is reused (removing and adding layers costs napari most of a second),
-        with its undo history cleared: undo must not reach into the previous image.
-        """
-        from napari.layers import Labels
-
-        data = np.zeros(shape, np.uint32) if labels is None else labels.astype(np.uint32)
-        layer, viewer = self.labels_layer, self.viewer
-        if layer is not None and layer in viewer.layers and layer.data.shape == data.shape:
-            layer.data = data
-            layer.editable = False  # napari's public way to drop a Labels undo history
-            layer.editable = True
-            # Other metadata is per-image state (rows of undone objects, the autosave name):
-            # it belonged to the previous image. Kept: the tag, the widget's own colormap.
-            layer.metadata = {k: v for k, v in layer.metadata.items() if k in _LAYER_KEYS}
-            layer.name = f"{name} objects"
-            self.session.set_labels_layer(layer)
-        else:
-            if layer is not None and layer in viewer.layers:
-                viewer.layers.remove(layer)
-            layer = Labels(
-                data,
-                name=f"{name} objects",
-                scale=self.image_layer.scale,
-                translate=self.image_layer.translate,
-                metadata={prompt_layers.TAG: "objects"},
-            )
-            # Set before inserting: the dock widget's labels choice follows the session's.
-            self.session.set_labels_layer(layer)
-            viewer.layers.insert(viewer.layers.index(self.image_layer) + 1, layer)
-        objects.set_rows(layer, list(rows))
-        self.labels_layer = layer
-        self.session.objects_changed.emit()  # the widget's review list and colours follow
 
     def _labels_to_save(self):
         # Commits go to the session's labels layer; the panel's own when that one is gone.
@@ -434,119 +310,39 @@ class FolderPanel(QWidget):
                 return layer
         return None
 
-    # -- prefetching the next image's embedding -------------------------------------------
+    # -- prefetching the next image's embedding (see folder_prefetch) ---------------------
 
     @property
     def prefetching(self) -> bool:
         """Whether a prefetch is running."""
-        return self._running.worker is not None
+        return self._prefetch.busy
 
     @property
     def prefetched_index(self) -> int | None:
         """The image whose embedding the last prefetch put in the cache (this model)."""
-        return None if self._prefetched_for is None else self._prefetched_for[0]
+        return self._prefetch.index
 
-    def _next_to_prefetch(self) -> int | None:
-        if self.folder is None or self.index is None:
-            return None
-        for index in range(self.index + 1, len(self.folder)):
-            if self.folder.state(index).state != SKIPPED:
-                return index
-        return None
+    @property
+    def _running(self):
+        """The prefetch worker's record (its ``worker``, ``index``)."""
+        return self._prefetch.running
 
     def _on_embedding_ready(self, embedding) -> None:
-        # Once per image shown (and model): browsing a stack's slices must not embed the
-        # next image's slices one by one. The plane prefetched is the one shown now.
-        segmenter, ref = self.session.segmenter, self.session.current_slice
-        target = self._next_to_prefetch()
-        if not self._armed or self._running.worker is not None or segmenter is None:
-            return
-        if ref is None or self.session.image_layer is not self.image_layer or target is None:
-            return
-        self._armed = False
-        wanted = (target, segmenter.model_id, ref)
-        if wanted != self._prefetched_for:
-            self._start_prefetch(target, segmenter, ref)
-
-    def _start_prefetch(self, index: int, segmenter, ref: SliceRef) -> None:
-        from napari.qt.threading import create_worker
-
-        folder, hold = self.folder, self._hold
-        name = folder.name(index)
-
-        def job():
-            image = folder.load_image(index)
-            rgb = slice_rgb(_Planes(image, is_rgb(image), display_limits(image)), ref)
-            steps = segmenter.iter_embed(rgb)
-            try:
-                while True:
-                    step = next(steps)
-                    yield step
-                    while hold.is_set():  # the session is embedding: give it the CPU
-                        time.sleep(0.05)
-                        yield step  # lets a cancel through
-            except StopIteration as finished:
-                return image, finished.value
-
-        worker = create_worker(
-            job, _progress={"desc": f"Prefetching the embedding of {name}"}, _ignore_errors=True
-        )
-        wanted = (index, segmenter.model_id, ref)
-        running = self._running  # callbacks check it: the panel may be gone by then
-        worker.returned.connect(
-            lambda result: running.alive and self._on_prefetched(worker, wanted, result)
-        )
-        worker.errored.connect(
-            lambda error: running.alive and self._on_prefetch_failed(worker, error)
-        )
-        worker.finished.connect(lambda: running.alive and self._on_prefetch_finished(worker))
-        running.worker, running.index = worker, index
-        worker.start()
-
-    def _on_prefetched(self, worker, wanted: tuple, result) -> None:
-        if worker is not self._running.worker:
-            return
-        image, _embedding = result
-        self._prefetched_for = wanted
-        if self.index != wanted[0]:
-            self._prefetched_image = (wanted[0], image)  # Next need not read it again
-        self.prefetched.emit(wanted[0])
-
-    def _on_prefetch_failed(self, worker, error: BaseException) -> None:
-        if worker is self._running.worker and not isinstance(error, ImageError):
-            # An unreadable next image is reported when the user gets there.
-            self.session.report(f"prefetching the next embedding failed: {error}", error)
-
-    def _on_prefetch_finished(self, worker) -> None:
-        if worker is not self._running.worker:
-            return
-        self._running.worker = self._running.index = None
-        if self._handoff:
-            self._hand_over()
+        if self.folder is not None and self.session.image_layer is self.image_layer:
+            self._prefetch.embedding_ready(self.folder, next_to_prefetch(self.folder, self.index))
 
     def _hand_over(self) -> None:
         # The image shown waited for its prefetch: the session now finds it cached.
-        self._handoff = False
         if self.image_layer is not None and self.image_layer in self.viewer.layers:
             self.session.set_image_layer(self.image_layer)
             if self.folder is not None and self.index is not None:
                 self._say(f"{self.folder.name(self.index)}; {self._summary()}")
 
-    def _cancel_prefetch(self) -> None:
-        self._running.stop()
-        if self._handoff:
-            self._hand_over()
-
     def _on_model_changed(self, name: str) -> None:
-        self._cancel_prefetch()  # computing for the old model: wasted
-        self._prefetched_for = None
-        self._armed = True
+        self._prefetch.model_changed()
 
     def _on_busy_changed(self, busy: bool) -> None:
-        if busy:
-            self._hold.set()
-        else:
-            self._hold.clear()
+        self._prefetch.hold(busy)
 
     # -- list and messages ----------------------------------------------------------------
 
@@ -586,11 +382,7 @@ class FolderPanel(QWidget):
         return text + (f", {counts[SKIPPED]} skipped" if counts.get(SKIPPED) else "")
 
     def _say(self, message: str, *, problem: bool = False) -> None:
-        self.message_label.setText(message)
-        if problem:
-            self.session.report(message)
-        else:
-            self.session.status.emit(message)
+        say(self.session, self.message_label, message, problem=problem)
 
 
 def _with_button(edit: QLineEdit, choose) -> QHBoxLayout:
@@ -602,4 +394,4 @@ def _with_button(edit: QLineEdit, choose) -> QHBoxLayout:
     return row
 
 
-__all__ = ["FolderPanel", "display_limits", "is_rgb"]
+__all__ = ["FILE_KEY", "FolderPanel", "display_limits", "is_rgb"]

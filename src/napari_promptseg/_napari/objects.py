@@ -5,18 +5,72 @@ one step. The layer's ``features`` table holds one row per object, with an ``ind
 column equal to the object id (napari uses it to show the row of the label under the
 cursor). napari's own undo does not know about features, so after an undo or redo the
 rows are reconciled with the pixels: rows of objects no longer present are set aside and
-come back if a redo brings their pixels back.
+come back if a redo brings their pixels back, and a row changed in place along with an
+undoable paint (:func:`replace_row`, e.g. a propagation) shows its state before or after
+that paint, whichever the pixels are in.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
-from ..core.labels import OBJECT_COLUMNS, LabelsError, next_label_id, object_row, pixels_to_paint
+from ..core.labels import (
+    OBJECT_COLUMNS,
+    LabelsError,
+    next_label_id,
+    object_row,
+    pixels_to_paint,
+    same_row,
+)
 from .slices import SliceRef
 
 ROWS_KEY = "promptseg_set_aside"  # layer.metadata key for rows of undone objects
+CHANGES_KEY = "promptseg_row_changes"  # layer.metadata key for RowChange records
+MAX_CHANGES = 100  # row changes remembered for undo/redo (oldest forgotten first)
+
+
+@dataclass(eq=False)
+class RowChange:
+    """An existing object's row, changed in place along with one undoable paint.
+
+    ``probes`` are index arrays into the layer's data (one per axis) of pixels that paint
+    gave ``object_id``: while they carry it the row should be ``after``, once an undo took
+    them away ``before`` (None: the label had no row, e.g. painted by hand).
+    """
+
+    object_id: int
+    before: dict | None
+    after: dict
+    probes: tuple[np.ndarray, ...] = field(repr=False)
+
+    def present(self, labels_layer) -> bool | None:
+        """Whether the paint is in the labels; None if the probes no longer fit the data."""
+        data = labels_layer.data
+        if len(self.probes) != data.ndim or any(
+            len(p) and (p.min() < 0 or p.max() >= n)
+            for p, n in zip(self.probes, data.shape, strict=True)
+        ):
+            return None
+        return bool(np.any(np.asarray(data[self.probes]) == self.object_id))
+
+    def restore(self, labels_layer, present: bool) -> bool:
+        """Show the row that matches the pixels. True if it changed the rows.
+
+        The row is replaced only if it is the one this change left (after an undo) or
+        found (after a redo); any other row belongs to a later change and is left alone.
+        """
+        rows = object_rows(labels_layer)
+        current = next((r for r in rows if int(r["id"]) == self.object_id), None)
+        stale, wanted = (self.before, self.after) if present else (self.after, self.before)
+        if not same_row(current, stale):
+            return False
+        others = [r for r in rows if int(r["id"]) != self.object_id]
+        new_rows = others if wanted is None else [*others, wanted]
+        set_rows(labels_layer, sorted(new_rows, key=lambda r: int(r["id"])))
+        return True
 
 
 def plane_of(labels_layer, ref: SliceRef) -> np.ndarray:
@@ -92,12 +146,40 @@ def append_rows(labels_layer, rows: list[dict]) -> None:
 
 
 def set_rows(labels_layer, rows: list[dict]) -> None:
+    """Make ``rows`` the layer's features table (objects-table columns first).
+
+    A text column (all its values strings) gets "" where a row has no value, not NaN.
+    """
     columns = list(OBJECT_COLUMNS) + [k for r in rows for k in r if k not in OBJECT_COLUMNS]
     table = pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
+    for column in table.columns:
+        values = table[column]
+        given = values[values.notna()]
+        if 0 < len(given) < len(values) and all(isinstance(v, str) for v in given):
+            table[column] = values.fillna("")
     table.insert(
         0, "index", table["id"].astype(np.int64) if len(table) else pd.Series(dtype=np.int64)
     )
     labels_layer.features = table
+
+
+def replace_row(labels_layer, row: dict, probes: tuple[np.ndarray, ...]) -> None:
+    """Make ``row`` object ``row['id']``'s row, undoably along with the paint just made.
+
+    Call it right after painting ``probes`` (index arrays into the layer's data, one per
+    axis: some of the pixels that paint gave the object) in one undo step; an undo of that
+    step brings back the row as it was before, a redo ``row`` again (see :func:`reconcile`).
+    """
+    object_id = int(row["id"])
+    rows = object_rows(labels_layer)
+    before = next((r for r in rows if int(r["id"]) == object_id), None)
+    others = [r for r in rows if int(r["id"]) != object_id]
+    set_rows(labels_layer, sorted([*others, row], key=lambda r: int(r["id"])))
+    changes = [
+        *labels_layer.metadata.get(CHANGES_KEY, []),
+        RowChange(object_id, before, row, probes),
+    ]
+    labels_layer.metadata[CHANGES_KEY] = changes[-MAX_CHANGES:]
 
 
 def object_present(labels_layer, row: dict) -> bool:
@@ -125,6 +207,17 @@ def reconcile(labels_layer) -> None:
     if gone or back:
         set_rows(labels_layer, sorted(kept + back, key=lambda r: int(r["id"])))
     labels_layer.metadata[ROWS_KEY] = still_aside
+    # Rows changed in place, latest first: each shows before or after its paint.
+    changes = labels_layer.metadata.get(CHANGES_KEY, [])
+    fitting = []
+    for change in reversed(changes):
+        present = change.present(labels_layer)
+        if present is None:
+            continue  # the data was replaced by data of another shape: forget it
+        fitting.append(change)
+        change.restore(labels_layer, present)
+    if changes:
+        labels_layer.metadata[CHANGES_KEY] = fitting[::-1]
 
 
 def undo(labels_layer) -> None:
@@ -163,6 +256,7 @@ def low_confidence(labels_layer, threshold: float) -> list[dict]:
 
 __all__ = [
     "LabelsError",
+    "RowChange",
     "append_rows",
     "commit_mask",
     "confidence_colormap",
@@ -170,5 +264,7 @@ __all__ = [
     "object_rows",
     "reconcile",
     "redo",
+    "replace_row",
+    "set_rows",
     "undo",
 ]

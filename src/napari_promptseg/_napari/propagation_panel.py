@@ -7,16 +7,15 @@ in ONE undo step with the object's own id, sparing other objects unless the sess
 "overwrite" is on, and the object's features row gets ``slices``, ``slice_ious`` and
 ``slice_axis`` columns (see docs/propagation.md).
 
-Undo: napari's history removes the pixels; ``objects.reconcile`` keeps the row (the object
-is still on its first slice), so this panel puts back the row as it was before the
-propagation (and the propagated row again on redo), watching ``session.objects_changed``.
+Undo: napari's history removes the pixels, and ``objects.reconcile`` puts back the row as
+it was before the propagation (the propagated row again on redo): the row is written with
+``objects.replace_row``. The row itself is :func:`core.labels.propagated_row`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from qtpy.QtCore import Signal
@@ -32,16 +31,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.image import to_rgb_uint8
-from ..core.labels import bounding_box, object_row
+from ..core.labels import object_row, propagated_row
 from ..core.propagate import Propagation, PropagationStep, format_ranges, iter_propagate
 from . import objects
-from .slices import SliceRef, slice_pixels, spatial_shape
+from .panels import disconnect, say
+from .slices import LayerSnapshot, SliceRef, slice_rgb, spatial_shape
+from .workers import connected_worker
 
 LAST_COMMITTED = "last committed object"
 SELECTED_LABEL = "label selected in the labels layer"
 DIRECTIONS = (("both directions", "both"), ("forward (+)", "forward"), ("backward (−)", "backward"))
-MAX_RECORDS = 100  # propagations remembered for undo/redo of their features rows
 
 
 @dataclass(frozen=True)
@@ -67,37 +66,6 @@ class _Job:
         return SliceRef(tuple(positions), self.start.displayed)
 
 
-@dataclass
-class _Applied:
-    """A propagation written to a labels layer: what its features row was before and after."""
-
-    layer: object
-    object_id: int
-    before: dict | None  # None: the label had no row (painted by hand)
-    after: dict
-    probes: tuple[np.ndarray, ...] = field(repr=False)  # one written pixel per plane
-
-    def present(self) -> bool:
-        """Whether the propagated pixels are in the labels (False after an undo)."""
-        return bool(np.any(np.asarray(self.layer.data[self.probes]) == self.object_id))
-
-    def restore(self) -> bool:
-        """After an undo or redo, show the row that matches the pixels. True if it changed it.
-
-        The row is replaced only if it is the one this propagation left (after an undo) or
-        found (after a redo); any other row belongs to a later change and is left alone.
-        """
-        rows = objects.object_rows(self.layer)
-        current = next((r for r in rows if int(r["id"]) == self.object_id), None)
-        stale, wanted = (self.before, self.after) if self.present() else (self.after, self.before)
-        if _scores_text(current) != _scores_text(stale):
-            return False
-        others = [r for r in rows if int(r["id"]) != self.object_id]
-        new_rows = others if wanted is None else [*others, wanted]
-        objects.set_rows(self.layer, sorted(new_rows, key=lambda r: int(r["id"])))
-        return True
-
-
 class PropagationPanel(QWidget):
     """Propagate an object through z or t.
 
@@ -117,11 +85,10 @@ class PropagationPanel(QWidget):
         self.session = session
         self.worker = None
         self._outcome = ""
-        self._records: list[_Applied] = []
         self._axis_picked = False  # the user chose an axis: don't follow the sliders
         self._build()
         session.slice_changed.connect(self._refresh_axes)
-        session.objects_changed.connect(self._on_objects_changed)
+        session.objects_changed.connect(self._show_object)
         viewer.dims.events.last_used.connect(self._refresh_axes)
         self._refresh_axes()
         self._show_object()
@@ -267,12 +234,8 @@ class PropagationPanel(QWidget):
         return _Job(labels, image, ref, axis, object_id, start_mask, n_planes)
 
     def _start(self, job: _Job):
-        from napari.qt.threading import create_worker
-
-        segmenter, image = self.session.segmenter, job.image_layer
-        limits = getattr(image, "contrast_limits", None)
-        limits = tuple(float(v) for v in limits) if limits is not None else None
-        rgb = bool(getattr(image, "rgb", False))
+        segmenter = self.session.segmenter
+        snapshot = LayerSnapshot.of(job.image_layer)  # the worker reads no layer
         options = {
             "n_planes": job.n_planes,
             "direction": self.direction_combo.currentData(),
@@ -281,9 +244,8 @@ class PropagationPanel(QWidget):
         }
 
         def plane_rgb(index: int) -> np.ndarray:
-            # the same conversion as the session's (slices.slice_rgb), so embeddings are shared
-            pixels = slice_pixels(image, job.ref_at(index))
-            return to_rgb_uint8(pixels, contrast_limits=limits, rgb=rgb)
+            # the same conversion as the session's, so embeddings are shared
+            return slice_rgb(snapshot, job.ref_at(index))
 
         def work():
             return (
@@ -292,16 +254,15 @@ class PropagationPanel(QWidget):
                 )
             )
 
-        worker = create_worker(
+        worker = connected_worker(
             work,
-            _progress={"desc": f"Propagating object {job.object_id}"},
-            _ignore_errors=True,
+            progress={"desc": f"Propagating object {job.object_id}"},
+            yielded=lambda step: self._on_step(worker, job, step),
+            returned=lambda result: self._on_returned(worker, job, result),
+            errored=lambda error: self._on_errored(worker, error),
+            aborted=lambda: self._on_aborted(worker),
+            finished=lambda: self._on_finished(worker),
         )
-        worker.yielded.connect(lambda step: self._on_step(worker, job, step))
-        worker.returned.connect(lambda result: self._on_returned(worker, job, result))
-        worker.errored.connect(lambda error: self._on_errored(worker, error))
-        worker.aborted.connect(lambda: self._on_aborted(worker))
-        worker.finished.connect(lambda: self._on_finished(worker))
         self.worker, self._outcome = worker, ""
         self.propagate_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -361,8 +322,7 @@ class PropagationPanel(QWidget):
         layer, object_id = job.labels_layer, job.object_id
         if layer not in self.viewer.layers:
             return f"nothing written: the labels layer {layer.name!r} was removed meanwhile"
-        rows = objects.object_rows(layer)
-        before = next((r for r in rows if int(r["id"]) == object_id), None)
+        before = next((r for r in objects.object_rows(layer) if int(r["id"]) == object_id), None)
         if not (objects.plane_of(layer, job.start) == object_id).any():
             return f"nothing written: object {object_id} was removed from its slice meanwhile"
         overwrite = bool(self.session.overwrite)
@@ -388,12 +348,16 @@ class PropagationPanel(QWidget):
             layer.data_setitem(everything, object_id)
 
         base = before if before is not None else self._row_for_painted(job)
-        after = propagated_row(base, job, painted, kept, scored_start=before is not None)
-        others = [r for r in rows if int(r["id"]) != object_id]
-        objects.set_rows(layer, sorted([*others, after], key=lambda r: int(r["id"])))
+        after = propagated_row(
+            base,
+            painted,
+            kept,
+            axis=job.axis,
+            start_index=job.start_index,
+            scored_start=before is not None,
+        )
         probe = tuple(np.concatenate(axis) for axis in zip(*probes, strict=True))
-        self._records.append(_Applied(layer, object_id, before, after, probe))
-        del self._records[:-MAX_RECORDS]
+        objects.replace_row(layer, after, probe)  # undo brings back ``before``
         self.session.objects_changed.emit()
         return (
             f"object {object_id}: {len(painted)} slice(s) written along axis {job.axis} "
@@ -412,119 +376,17 @@ class PropagationPanel(QWidget):
             slice_index=job.start.fixed,
         )
 
-    # -- undo / redo of the features row ---------------------------------------------------
-
-    def _on_objects_changed(self) -> None:
-        self._show_object()
-        alive = [r for r in self._records if r.layer in self.viewer.layers]
-        changed = [record.restore() for record in reversed(alive)]
-        if any(changed):
-            self.session.objects_changed.emit()  # listeners (colours, review) see the final rows
-
     # -- helpers --------------------------------------------------------------------------
 
     def _say(self, message: str, *, problem: bool = False) -> None:
-        self.status_label.setText(message)
-        if problem:
-            self.session.report(message)
-        else:
-            self.session.status.emit(message)
+        say(self.session, self.status_label, message, problem=problem)
 
     def close(self) -> bool:
         """Cancel a running propagation and stop listening to the session."""
         self.cancel()
-        for signal, slot in (
+        disconnect(
             (self.session.slice_changed, self._refresh_axes),
-            (self.session.objects_changed, self._on_objects_changed),
-        ):
-            with contextlib.suppress(TypeError, RuntimeError):  # already disconnected
-                signal.disconnect(slot)
+            (self.session.objects_changed, self._show_object),
+        )
         self.viewer.dims.events.last_used.disconnect(self._refresh_axes)
         return super().close()
-
-
-def propagated_row(
-    row: dict, job: _Job, painted: dict, kept: list[int], *, scored_start: bool
-) -> dict:
-    """The object's features row after a propagation.
-
-    Parameters
-    ----------
-    row
-        The row before (for a hand-painted label: one without scores).
-    painted
-        plane index → (PlaneResult, rows, cols) of the pixels written on that plane.
-    kept
-        Planes where the object already was (not painted; their old score, if any, stays).
-    scored_start
-        Whether ``row['predicted_iou']`` is the start slice's own score.
-
-    ``slice_ious`` holds one SAM predicted IoU per slice along ``slice_axis``; it merges with
-    the scores of an earlier propagation along the same axis. ``predicted_iou`` and
-    ``stability`` become the minimum over the slices (the conservative confidence), ``area``
-    the total over all slices, the bbox the union of the slices' boxes.
-    """
-    scores: dict[int, float] = {}
-    if _number(row.get("slice_axis")) == job.axis:
-        scores = parse_scores(_text(row.get("slice_ious")))
-    if scored_start and job.start_index not in scores:
-        scores[job.start_index] = float(row["predicted_iou"])
-    stabilities = [float(row["stability"])] if scored_start else []
-    area = int(row["area"])
-    box = [int(row[k]) for k in ("bbox_row0", "bbox_col0", "bbox_row1", "bbox_col1")]
-    for index, (plane, rows, cols) in painted.items():
-        scores[index] = plane.predicted_iou
-        stabilities.append(plane.stability)
-        area += len(rows)
-        mask = np.zeros(plane.mask.shape, dtype=bool)
-        mask[rows, cols] = True
-        r0, c0, r1, c1 = bounding_box(mask)
-        box = [min(box[0], r0), min(box[1], c0), max(box[2], r1), max(box[3], c1)]
-    covered = set(scores) | set(kept) | {job.start_index}
-    prompts = _text(row.get("prompts"))
-    updated = dict(row)
-    updated.update(
-        {
-            "predicted_iou": round(min(scores.values()), 6),
-            "stability": round(min(v for v in stabilities if not math.isnan(v)), 6),
-            "area": area,
-            "bbox_row0": box[0],
-            "bbox_col0": box[1],
-            "bbox_row1": box[2],
-            "bbox_col1": box[3],
-            "prompts": prompts if "propagated" in prompts else f"{prompts} propagated".strip(),
-            "slices": format_ranges(covered),
-            "slice_ious": " ".join(f"{i}:{scores[i]:.3f}" for i in sorted(scores)),
-            "slice_axis": job.axis,
-        }
-    )
-    return updated
-
-
-def parse_scores(text: str) -> dict[int, float]:
-    """``"3:0.930 4:0.910"`` → {3: 0.93, 4: 0.91}."""
-    scores = {}
-    for item in text.split():
-        index, _, value = item.partition(":")
-        scores[int(index)] = float(value)
-    return scores
-
-
-def _scores_text(row: dict | None) -> str | None:
-    """A row's ``slice_ious`` ("" if it has none; None for no row): tells rows apart."""
-    return None if row is None else _text(row.get("slice_ious"))
-
-
-def _text(value) -> str:
-    """A features cell as text: missing (None, NaN) is ""."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
-
-
-def _number(value) -> int | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else int(number)

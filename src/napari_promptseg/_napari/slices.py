@@ -8,6 +8,7 @@ of every other axis.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class SliceRef:
 
     def on_plane(self, coords: np.ndarray) -> np.ndarray:
         """Which rows of (N, ndim) data coordinates lie on this plane (napari's 0.5 rule)."""
-        coords = np.asarray(coords, dtype=float).reshape(len(coords), -1)
+        coords = np.asarray(coords, dtype=float).reshape(len(coords), len(self.index))
         keep = np.ones(len(coords), dtype=bool)
         for axis, position in enumerate(self.index):
             if position is not None:
@@ -59,11 +60,36 @@ class SliceRef:
 
     def to_plane(self, coords: np.ndarray) -> np.ndarray:
         """(N, ndim) data coordinates → (N, 2) (row, col) on the plane."""
-        coords = np.asarray(coords, dtype=float).reshape(len(coords), -1)
+        coords = np.asarray(coords, dtype=float).reshape(len(coords), len(self.index))
         return coords[:, list(self.displayed)]
 
     def describe(self) -> str:
         return "" if not self.fixed else "slice " + ",".join(str(i) for i in self.fixed)
+
+
+@dataclass(frozen=True)
+class LayerSnapshot:
+    """What :func:`slice_rgb` reads of an image layer, read once on the main thread.
+
+    A worker converts planes from a snapshot, never from the layer, which napari may be
+    changing meanwhile. Built from a bare array, it converts pixels exactly as a layer with
+    that data, flag and limits would.
+    """
+
+    data: Any  # the layer's data (a list of levels if multiscale)
+    rgb: bool
+    contrast_limits: tuple[float, float] | None
+    multiscale: bool = False
+
+    @classmethod
+    def of(cls, layer) -> LayerSnapshot:
+        limits = getattr(layer, "contrast_limits", None)
+        return cls(
+            data=layer.data,
+            rgb=bool(getattr(layer, "rgb", False)),
+            contrast_limits=tuple(float(v) for v in limits) if limits is not None else None,
+            multiscale=bool(getattr(layer, "multiscale", False)),
+        )
 
 
 def spatial_shape(layer) -> tuple[int, ...]:

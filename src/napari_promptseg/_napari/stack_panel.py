@@ -9,16 +9,16 @@ slice is shown.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from itertools import product
-from types import SimpleNamespace
 
 import numpy as np
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..core.batch import PrecomputeSummary, cached_planes, iter_embed_planes
-from .slices import SliceRef, slice_rgb, spatial_shape
+from .panels import disconnect, plane_ready
+from .slices import LayerSnapshot, SliceRef, slice_rgb, spatial_shape
+from .workers import connected_worker
 
 
 class LayerPlanes(Sequence):
@@ -29,12 +29,7 @@ class LayerPlanes(Sequence):
     """
 
     def __init__(self, layer, current: SliceRef) -> None:
-        self._snapshot = SimpleNamespace(
-            data=layer.data,
-            multiscale=bool(getattr(layer, "multiscale", False)),
-            rgb=bool(getattr(layer, "rgb", False)),
-            contrast_limits=tuple(float(v) for v in layer.contrast_limits),
-        )
+        self._snapshot = LayerSnapshot.of(layer)
         shape = spatial_shape(layer)
         ranges = [
             [None] if position is None else range(shape[axis])
@@ -115,29 +110,26 @@ class StackPanel(QWidget):
 
     def precompute(self) -> None:
         """Embed every plane of the session's image layer in a background worker."""
-        from napari.qt.threading import create_worker
         from napari.utils import progress
 
         session = self.session
         if self.running:
             return
-        if session.segmenter is None or session.image_layer is None:
-            session.report("precompute needs an image layer and a model.")
-            return
-        if session.current_slice is None:
-            session.report("precompute works in 2D view: switch the viewer to 2D (Ctrl+Y).")
+        if not plane_ready(session, "precompute"):
             return
         planes = LayerPlanes(session.image_layer, session.current_slice)
         self._signature = self._current_signature()
         self.summary, self.computed, self._computing = None, 0, set()
-        # bound methods, not lambdas: Qt drops them if the panel is deleted mid-run
-        worker = create_worker(iter_embed_planes, session.segmenter, planes, _ignore_errors=True)
-        worker.yielded.connect(self._on_step)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
+        self._worker = worker = connected_worker(
+            iter_embed_planes,
+            session.segmenter,
+            planes,
+            yielded=self._on_step,
+            returned=self._on_returned,
+            errored=self._on_errored,
+            aborted=self._on_aborted,
+            finished=self._on_finished,
+        )
         self._progress = progress(total=len(planes), desc="Precomputing slice embeddings")
         self.precompute_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -228,8 +220,6 @@ class StackPanel(QWidget):
 
     def refresh_count(self) -> None:
         """Recount the embedded slices in the background (memory cache and disk store)."""
-        from napari.qt.threading import create_worker
-
         if self._count_worker is not None:
             self._count_worker.quit()
             self._count_worker = None
@@ -243,12 +233,14 @@ class StackPanel(QWidget):
         self._total = len(planes)
         self.cached_label.setText(f"counting embedded slices of {self._total}…")
         self._count_token += 1
-        worker = create_worker(
-            _count_cached, self._count_token, session.segmenter, planes, _ignore_errors=True
+        self._count_worker = worker = connected_worker(
+            _count_cached,
+            self._count_token,
+            session.segmenter,
+            planes,
+            returned=self._on_counted,
+            errored=self._on_count_failed,
         )
-        worker.returned.connect(self._on_counted)
-        worker.errored.connect(self._on_count_failed)
-        self._count_worker = worker
         worker.start()
 
     def _on_counted(self, result) -> None:
@@ -277,13 +269,11 @@ class StackPanel(QWidget):
         if self._progress is not None:
             self._progress.close()
             self._progress = None
-        for signal, slot in (
+        disconnect(
             (self.session.slice_changed, self._on_slice_changed),
             (self.session.model_changed, self._on_slice_changed),
             (self.session.embedding_ready, self._on_embedding_ready),
-        ):
-            with contextlib.suppress(TypeError, RuntimeError):  # already disconnected
-                signal.disconnect(slot)
+        )
         return super().close()
 
 

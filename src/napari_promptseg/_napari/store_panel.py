@@ -7,7 +7,6 @@ recomputed (tens of seconds) in later sessions.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import PromptSegError
 from ..core.store import EmbeddingStore, default_store_dir
+from .panels import disconnect
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +178,8 @@ class StorePanel(QWidget):
 
     def close(self) -> bool:
         self._timer.stop()
-        for signal, slot in (
+        disconnect(
             (self.session.model_changed, self._on_model_changed),
             (self.session.embedding_ready, self.update_size),
-        ):
-            with contextlib.suppress(TypeError, RuntimeError):  # already disconnected
-                signal.disconnect(slot)
+        )
         return super().close()

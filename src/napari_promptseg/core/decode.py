@@ -69,10 +69,9 @@ class DecodeResult:
 
 
 @dataclass(eq=False)
-class _PreparedImage:
+class PreparedImage:
     """Image-only decoder work, computed once per embedding (no mask prompt)."""
 
-    src_shape: torch.Size
     keys: torch.Tensor  # (1, N, C) image tokens: embedding + no-mask embedding
     key_pe: torch.Tensor  # (1, N, C) positional encoding of the grid
     token_to_image_k: torch.Tensor  # first block, heads separated
@@ -90,13 +89,18 @@ class SamDecoder:
     sam
         A segment_anything ``Sam`` in eval mode.
     prepared_slots
-        How many images keep their prepared decoder state (about 3.5x an embedding's size).
+        How many images keep their prepared decoder state, least recently used dropped
+        first. Each slot holds about 3.5x an embedding's size: ~14 MiB for vit_b, vit_l
+        and vit_h alike (the decoder is 256 wide in all three), plus the embedding itself
+        (4 MiB) while the slot keeps it alive. Segment everything with crop layers
+        prepares every crop (1 + 4 crops for one layer), so fewer than 8 slots would drop
+        the shown image's state and make its next click pay for it again.
     """
 
-    def __init__(self, sam, prepared_slots: int = 4) -> None:
+    def __init__(self, sam, prepared_slots: int = 8) -> None:
         self.sam = sam
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
-        self._prepared: OrderedDict[int, tuple[ImageEmbedding, _PreparedImage]] = OrderedDict()
+        self._prepared: OrderedDict[int, tuple[ImageEmbedding, PreparedImage]] = OrderedDict()
         self._slots = prepared_slots
         self._lock = threading.Lock()
         with torch.inference_mode():
@@ -169,7 +173,7 @@ class SamDecoder:
             key=embedding.key,
         )
 
-    def prepare(self, embedding: ImageEmbedding) -> _PreparedImage:
+    def prepare(self, embedding: ImageEmbedding) -> PreparedImage:
         """Compute (or fetch) the image-only decoder state for ``embedding``.
 
         Call it right after encoding, in the same background thread, so the first click
@@ -187,10 +191,10 @@ class SamDecoder:
                 self._prepared.popitem(last=False)
         return prepared
 
-    # -- the decoder, split where upstream repeats image-only work ------------------------
+    # -- image-only work -------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _prepare(self, embedding: ImageEmbedding) -> _PreparedImage:
+    def _prepare(self, embedding: ImageEmbedding) -> PreparedImage:
         # Same ops as MaskDecoder.predict_masks / TwoWayTransformer.forward / the first
         # TwoWayAttentionBlock, for a batch of one prompt set.
         prompt_encoder = self.sam.prompt_encoder
@@ -206,8 +210,7 @@ class SamDecoder:
         k = keys + key_pe
         t2i = first.cross_attn_token_to_image
         i2t = first.cross_attn_image_to_token
-        return _PreparedImage(
-            src_shape=src.shape,
+        return PreparedImage(
             keys=keys,
             key_pe=key_pe,
             token_to_image_k=t2i._separate_heads(t2i.k_proj(k), t2i.num_heads),
@@ -216,92 +219,122 @@ class SamDecoder:
         )
 
     def _decode_prepared(
-        self, prepared: _PreparedImage, sparse: torch.Tensor
+        self, prepared: PreparedImage, sparse: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """MaskDecoder.predict_masks for all 4 mask tokens, reusing ``prepared``."""
-        decoder = self.sam.mask_decoder
-        transformer = decoder.transformer
-        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-        output_tokens = output_tokens.unsqueeze(0).expand(sparse.size(0), -1, -1)
-        tokens = torch.cat((output_tokens, sparse), dim=1)
-        b, c, h, w = prepared.src_shape
-
-        queries, query_pe = tokens, tokens
-        keys, key_pe = prepared.keys, prepared.key_pe
-        for index, layer in enumerate(transformer.layers):
-            if layer.skip_first_layer_pe:
-                queries = layer.self_attn(q=queries, k=queries, v=queries)
-            else:
-                q = queries + query_pe
-                queries = queries + layer.self_attn(q=q, k=q, v=queries)
-            queries = layer.norm1(queries)
-
-            q = queries + query_pe
-            t2i = layer.cross_attn_token_to_image
-            if index == 0:
-                q_heads = t2i._separate_heads(t2i.q_proj(q), t2i.num_heads)
-                attn_out = _attend(
-                    t2i, q_heads, prepared.token_to_image_k, prepared.token_to_image_v
-                )
-            else:
-                attn_out = t2i(q=q, k=keys + key_pe, v=keys)
-            queries = layer.norm2(queries + attn_out)
-
-            queries = layer.norm3(queries + layer.mlp(queries))
-
-            q = queries + query_pe
-            i2t = layer.cross_attn_image_to_token
-            if index == 0:
-                k_heads = i2t._separate_heads(i2t.k_proj(q), i2t.num_heads)
-                v_heads = i2t._separate_heads(i2t.v_proj(queries), i2t.num_heads)
-                attn_out = _attend(i2t, prepared.image_to_token_q, k_heads, v_heads)
-            else:
-                attn_out = i2t(q=keys + key_pe, k=q, v=queries)
-            keys = layer.norm4(keys + attn_out)
-
-        q = queries + query_pe
-        k = keys + key_pe
-        queries = queries + transformer.final_attn_token_to_image(q=q, k=k, v=keys)
-        hs = transformer.norm_final_attn(queries)
-
-        iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1 : (1 + decoder.num_mask_tokens), :]
-        src = keys.transpose(1, 2).view(b, c, h, w)
-        upscaled = decoder.output_upscaling(src)
-        hyper_in = torch.stack(
-            [
-                mlp(mask_tokens_out[:, i, :])
-                for i, mlp in enumerate(decoder.output_hypernetworks_mlps)
-            ],
-            dim=1,
-        )
-        b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
-        return masks, decoder.iou_prediction_head(iou_token_out)
+        hs, keys = run_transformer(self.sam, prepared, sparse)
+        masks = mask_logits(self.sam, hs, keys)
+        return masks, self.sam.mask_decoder.iou_prediction_head(hs[:, 0, :])
 
     def _upscale(
         self, low_res: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
     ) -> torch.Tensor:
-        """``Sam.postprocess_masks`` without computing the padding it crops away.
-
-        Upstream upsamples 256→1024 then crops to ``input_size``. Bilinear upsampling by 4
-        (align_corners=False) reads source rows up to ceil(h/4); upsampling only those
-        rows by the same factor gives the same numbers for every kept output pixel.
-        """
-        size = self.sam.image_encoder.img_size
-        factor = size // low_res.shape[-1]
-        rows = min(low_res.shape[-2], math.ceil(input_size[0] / factor) + 1)
-        cols = min(low_res.shape[-1], math.ceil(input_size[1] / factor) + 1)
-        part = low_res[..., :rows, :cols]
-        masks = F.interpolate(
-            part, (rows * factor, cols * factor), mode="bilinear", align_corners=False
-        )
-        masks = masks[..., : input_size[0], : input_size[1]]
-        return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
+        return upscale_logits(self.sam, low_res, input_size, original_size)
 
 
-def _attend(attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``segment_anything`` Attention.forward after the q/k/v projections."""
+# -- the mask decoder, split where upstream repeats image-only work -----------------------
+# Module functions: the automatic mask generator (core.amg) decodes batches of points
+# with them too.
+
+
+def run_transformer(
+    sam, prepared: PreparedImage, sparse: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``MaskDecoder.predict_masks`` up to the transformer output, for B prompt sets.
+
+    ``sparse`` is the (B, P, C) sparse prompt embedding. Returns the (B, 1 + 4 + P, C)
+    output tokens and the (B, N, C) image tokens. The first block's image-only
+    projections come from ``prepared`` (one image, broadcast over B).
+    """
+    decoder = sam.mask_decoder
+    transformer = decoder.transformer
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    output_tokens = output_tokens.unsqueeze(0).expand(sparse.size(0), -1, -1)
+    tokens = torch.cat((output_tokens, sparse), dim=1)
+
+    queries, query_pe = tokens, tokens
+    keys, key_pe = prepared.keys, prepared.key_pe
+    for index, layer in enumerate(transformer.layers):
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+        queries = layer.norm1(queries)
+
+        q = queries + query_pe
+        t2i = layer.cross_attn_token_to_image
+        if index == 0:
+            q_heads = t2i._separate_heads(t2i.q_proj(q), t2i.num_heads)
+            attn_out = attend(t2i, q_heads, prepared.token_to_image_k, prepared.token_to_image_v)
+        else:
+            attn_out = t2i(q=q, k=keys + key_pe, v=keys)
+        queries = layer.norm2(queries + attn_out)
+
+        queries = layer.norm3(queries + layer.mlp(queries))
+
+        q = queries + query_pe
+        i2t = layer.cross_attn_image_to_token
+        if index == 0:
+            k_heads = i2t._separate_heads(i2t.k_proj(q), i2t.num_heads)
+            v_heads = i2t._separate_heads(i2t.v_proj(queries), i2t.num_heads)
+            attn_out = attend(i2t, prepared.image_to_token_q, k_heads, v_heads)
+        else:
+            attn_out = i2t(q=keys + key_pe, k=q, v=queries)
+        keys = layer.norm4(keys + attn_out)
+
+    q = queries + query_pe
+    k = keys + key_pe
+    queries = queries + transformer.final_attn_token_to_image(q=q, k=k, v=keys)
+    return transformer.norm_final_attn(queries), keys
+
+
+def mask_logits(sam, hs: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """The rest of ``MaskDecoder.predict_masks``: (B, 4, 256, 256) logits of all mask tokens.
+
+    ``hs`` and ``keys`` are :func:`run_transformer`'s output tokens and image tokens.
+    """
+    decoder = sam.mask_decoder
+    b, _, c = keys.shape
+    h, w = sam.prompt_encoder.image_embedding_size
+    src = keys.transpose(1, 2).view(b, c, h, w)
+    upscaled = decoder.output_upscaling(src)
+    mask_tokens_out = hs[:, 1 : (1 + decoder.num_mask_tokens), :]
+    hyper_in = torch.stack(
+        [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
+        dim=1,
+    )
+    b, c, h, w = upscaled.shape
+    return (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+
+
+def upscale_logits(
+    sam, low_res: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
+) -> torch.Tensor:
+    """``Sam.postprocess_masks`` without computing the padding it crops away.
+
+    ``low_res`` is (B, K, 256, 256); returns (B, K, H, W) logits at ``original_size``
+    (H, W). Upstream upsamples 256→1024 then crops to ``input_size``. Bilinear upsampling
+    by 4 (align_corners=False) reads source rows up to ceil(h/4); upsampling only those
+    rows by the same factor gives the same numbers for every kept output pixel.
+    """
+    size = sam.image_encoder.img_size
+    factor = size // low_res.shape[-1]
+    rows = min(low_res.shape[-2], math.ceil(input_size[0] / factor) + 1)
+    cols = min(low_res.shape[-1], math.ceil(input_size[1] / factor) + 1)
+    part = low_res[..., :rows, :cols]
+    masks = F.interpolate(
+        part, (rows * factor, cols * factor), mode="bilinear", align_corners=False
+    )
+    masks = masks[..., : input_size[0], : input_size[1]]
+    return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
+
+
+def attend(attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``segment_anything`` Attention.forward after the q/k/v projections.
+
+    ``q``, ``k``, ``v`` are (B, heads, tokens, C / heads), as ``_separate_heads`` makes them.
+    """
     _, _, _, c_per_head = q.shape
     attn = q @ k.permute(0, 1, 3, 2)
     attn = attn / math.sqrt(c_per_head)

@@ -217,6 +217,3 @@ class EmbeddingCache:
 
     def _total_bytes(self) -> int:
         return sum(e.nbytes for e in self._items.values())
-
-
-_check_rgb = check_rgb  # old private name, still imported by core/everything.py

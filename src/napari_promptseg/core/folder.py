@@ -11,17 +11,10 @@
 (``a.png_labels.tif``). Label images of listed images found in the image folder are not
 listed as images themselves.
 
-**What "done" means.** The progress file records, per image file name, one state:
-
-* ``done``: the user moved on with *Next* (its labels were saved, possibly empty: "nothing
-  here" is an annotation too);
-* ``started``: labels saved without moving on (*Previous*, a jump, the folder closed) —
-  not done, so resuming comes back to it and loads what was saved;
-* ``skipped``: it could not be read or has another shape, with the reason.
-
-An image with no entry is ``done`` if its labels file exists (results made before the
-progress file, or by ``promptseg segment``), else ``todo``. :meth:`ImageFolder.first_not_done`
-is the first image that is ``todo`` or ``started``: where a reopened folder resumes.
+**What "done" means** is in :mod:`core.folder_progress`: done (moved on with *Next*),
+started (saved without moving on), skipped (with the reason), or todo.
+:meth:`ImageFolder.first_not_done` is the first image that is todo or started: where a
+reopened folder resumes.
 
 **Same shape.** The images of one folder must have the same shape (the napari panel
 reuses one image layer; training sets want it): the first image loaded sets the shape,
@@ -35,14 +28,9 @@ the output folder first and only then renamed over the previous ones (see
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import math
 import os
 import re
-import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,35 +39,26 @@ from typing import Any
 import numpy as np
 
 from .errors import ExportError, ImageError
-from .export import atomic_write, read_objects_csv, write_labels_tif, write_objects_csv
+from .export import read_objects_csv, write_labels_and_objects
+from .folder_progress import (
+    DONE,
+    PROGRESS_NAME,
+    SKIPPED,
+    STARTED,
+    STATES,
+    TODO,
+    FolderProgress,
+    ImageState,
+    describe_shape,
+)
 from .io import read_image
 
-log = logging.getLogger(__name__)
-
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
-PROGRESS_NAME = "promptseg_progress.json"
 LABELS_SUFFIX = "_labels.tif"
 OBJECTS_SUFFIX = "_labels_objects.csv"
 
-TODO, STARTED, DONE, SKIPPED = "todo", "started", "done", "skipped"
-_STATES = (TODO, STARTED, DONE, SKIPPED)
-_PROGRESS_FORMAT = "napari-promptseg folder progress"
-
 _INT_COLUMNS = ("id", "area", "bbox_row0", "bbox_col0", "bbox_row1", "bbox_col1", "candidate")
 _FLOAT_COLUMNS = ("predicted_iou", "stability")
-
-
-@dataclass(frozen=True)
-class ImageState:
-    """Where one image stands: ``state`` is todo, started, done or skipped."""
-
-    state: str
-    reason: str = ""  # why it was skipped
-    objects: int | None = None  # objects in the saved labels, when saved by us
-
-    @property
-    def is_done(self) -> bool:
-        return self.state == DONE
 
 
 @dataclass(frozen=True)
@@ -198,12 +177,13 @@ class ImageFolder:
         self._output_stems = tuple(
             path.name if path.stem.casefold() in shared else path.stem for path in self.images
         )
-        self.problems: list[str] = []  # things the user should know (unreadable progress file)
-        self._lock = threading.Lock()  # the reference shape: set from worker threads too
-        self._entries: dict[str, dict[str, Any]] = {}
-        self.shape: tuple[int, ...] | None = tuple(shape) if shape is not None else None
-        self._shape_source = "given" if shape is not None else ""
-        self._read_progress()
+        self.progress = FolderProgress(self.output, self.folder, shape)
+        self.problems = self.progress.problems  # things the user should know
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """The shape every image of the folder must have (None until one is loaded)."""
+        return self.progress.shape
 
     # -- listing ------------------------------------------------------------------------
 
@@ -227,19 +207,13 @@ class ImageFolder:
 
     @property
     def progress_path(self) -> Path:
-        return self.output / PROGRESS_NAME
+        return self.progress.path
 
     # -- progress -----------------------------------------------------------------------
 
     def state(self, index: int) -> ImageState:
         """Where image ``index`` stands (see the module notes for the rule)."""
-        entry = self._entries.get(self.name(index))
-        saved = self.labels_path(index).is_file()
-        if entry is None:
-            return ImageState(DONE if saved else TODO)
-        if entry["state"] in (DONE, STARTED) and not saved:
-            return ImageState(TODO)  # its labels were removed: annotate it afresh
-        return ImageState(entry["state"], entry.get("reason", ""), entry.get("objects"))
+        return self.progress.state(self.name(index), self.labels_path(index).is_file())
 
     def is_done(self, index: int) -> bool:
         return self.state(index).is_done
@@ -253,7 +227,7 @@ class ImageFolder:
 
     def counts(self) -> dict[str, int]:
         """How many images are in each state."""
-        counts = dict.fromkeys(_STATES, 0)
+        counts = dict.fromkeys(STATES, 0)
         for index in range(len(self)):
             counts[self.state(index).state] += 1
         return counts
@@ -266,8 +240,7 @@ class ImageFolder:
         ExportError
             The progress file cannot be written; the state is still kept in memory.
         """
-        self._entries[self.name(index)] = {"state": SKIPPED, "reason": str(reason)}
-        self._write_progress()
+        self.progress.mark_skipped(self.name(index), reason)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -287,15 +260,7 @@ class ImageFolder:
             raise ImageError(_unreadable(path, error)) from error
         if image.ndim < 2 or 0 in image.shape:
             raise ImageError(f"{path.name} holds no 2D image (shape {image.shape}).")
-        with self._lock:
-            if self.shape is None:
-                self.shape, self._shape_source = tuple(image.shape), path.name
-            elif tuple(image.shape) != self.shape:
-                source = f" like {self._shape_source}" if self._shape_source else ""
-                raise ImageError(
-                    f"{path.name} is {_describe_shape(image.shape)}; the images of this folder "
-                    f"are {_describe_shape(self.shape)}{source}. Annotate it in a folder of its own."
-                )
+        self.progress.check_shape(path.name, image.shape)
         return image
 
     def load_labels(self, index: int, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
@@ -329,8 +294,8 @@ class ImageFolder:
             raise ImageError(f"the labels file {path} holds {labels.dtype} values, not object ids.")
         if shape is not None and tuple(labels.shape) != tuple(shape):
             raise ImageError(
-                f"the labels file {path} is {_describe_shape(labels.shape)}, the image "
-                f"{_describe_shape(shape)}; it is left as it is: move it away to start afresh."
+                f"the labels file {path} is {describe_shape(labels.shape)}, the image "
+                f"{describe_shape(shape)}; it is left as it is: move it away to start afresh."
             )
         return labels
 
@@ -383,29 +348,8 @@ class ImageFolder:
         labels_path, objects_path = self.labels_path(index), self.objects_path(index)
         present = set(np.unique(labels).tolist()) if labels.size else set()
         kept = [dict(row) for row in rows if _row_id(row) in present]
-        # Both files complete beside their targets first; then two renames.
-        staged_labels = self.output / f".{labels_path.name}.saving.tif"
-        staged_objects = self.output / f".{objects_path.name}.saving"
-        try:
-            write_labels_tif(staged_labels, labels)
-            write_objects_csv(staged_objects, kept)
-            os.replace(staged_labels, labels_path)
-            os.replace(staged_objects, objects_path)
-        except BaseException as exc:
-            for staged in (staged_labels, staged_objects):
-                with contextlib.suppress(OSError):
-                    staged.unlink()
-            if isinstance(exc, OSError) and not isinstance(exc, ExportError):
-                raise ExportError(f"cannot save {labels_path}: {exc.strerror or exc}.") from exc
-            raise
-        name = self.name(index)
-        previous = self._entries.get(name, {}).get("state")
-        self._entries[name] = {
-            "state": DONE if done or previous == DONE else STARTED,
-            "objects": len(kept),
-            "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        self._write_progress()
+        write_labels_and_objects(labels_path, labels, kept, objects_path)  # both or neither
+        self.progress.mark_saved(self.name(index), len(kept), done=done)
         return SavedFiles(labels_path, objects_path)
 
     # -- helpers ------------------------------------------------------------------------
@@ -414,47 +358,6 @@ class ImageFolder:
         if not 0 <= index < len(self.images):
             raise IndexError(f"image {index} does not exist: the folder has {len(self)} images.")
         return index
-
-    def _read_progress(self) -> None:
-        path = self.progress_path
-        if not path.is_file():
-            return
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format") != _PROGRESS_FORMAT:
-                raise ValueError("not a napari-promptseg progress file")
-            entries = {
-                str(name): dict(entry)
-                for name, entry in data.get("images", {}).items()
-                if isinstance(entry, dict) and entry.get("state") in _STATES
-            }
-            shape = data.get("shape")
-        except (OSError, ValueError, AttributeError, TypeError) as exc:
-            # Annotating goes on: the labels files still say what is done.
-            self.problems.append(
-                f"the progress file {path} cannot be read ({exc}); done images are those with "
-                "a labels file. It is rewritten at the next save."
-            )
-            log.warning("promptseg: %s", self.problems[-1])
-            return
-        self._entries = entries
-        if self.shape is None and isinstance(shape, list) and shape:
-            self.shape = tuple(int(s) for s in shape)
-            self._shape_source = str(data.get("shape_from", ""))
-
-    def _write_progress(self) -> None:
-        with self._lock:
-            shape, source = self.shape, self._shape_source
-        data = {
-            "format": _PROGRESS_FORMAT,
-            "version": 1,
-            "images_folder": str(self.folder.resolve()),
-            "shape": list(shape) if shape is not None else None,
-            "shape_from": source,
-            "images": self._entries,
-        }
-        payload = json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
-        atomic_write(self.progress_path, lambda file: file.write(payload))
 
 
 def _shared_stems(images: Iterable[Path]) -> set[str]:
@@ -509,10 +412,6 @@ def _unreadable(path: Path, error: ImageError) -> str:
     )
 
 
-def _describe_shape(shape: Iterable[int]) -> str:
-    return "x".join(str(int(s)) for s in shape)
-
-
 __all__ = [
     "DONE",
     "IMAGE_SUFFIXES",
@@ -520,6 +419,7 @@ __all__ = [
     "SKIPPED",
     "STARTED",
     "TODO",
+    "FolderProgress",
     "ImageFolder",
     "ImageState",
     "SavedFiles",
