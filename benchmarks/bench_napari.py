@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import napari
-    from qtpy.QtCore import QPoint, Qt, QTimer
+    from qtpy.QtCore import QEventLoop, QPoint, Qt, QTimer
     from qtpy.QtTest import QTest
     from qtpy.QtWidgets import QApplication
     from segment_anything import SamPredictor, sam_model_registry
@@ -44,11 +44,15 @@ def main() -> None:
     sam = sam_model_registry["vit_b"]().eval() if args.model == "vit_b" else build_tiny_sam()
     image = sample_cells_image(shape=(args.size, args.size))
 
+    wake = QTimer()  # wakes the wait below now and then to re-check its condition
+    wake.start(20)
+
     def wait(condition, timeout=600.0):
+        # Block in Qt's event loop as a real session does: a busy polling loop would hold
+        # the GIL and slow the decoding thread it is waiting for.
         deadline = time.perf_counter() + timeout
         while not condition():
-            app.processEvents()
-            time.sleep(0.001)
+            app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents)
             if time.perf_counter() > deadline:
                 raise TimeoutError
 

@@ -16,7 +16,11 @@ import time
 from functools import partial
 from pathlib import Path
 
-import torch
+from ._llvm_guard import keep_triton_out_if_llvm_loaded
+
+keep_triton_out_if_llvm_loaded()  # before torch: see napari_promptseg._llvm_guard
+
+import torch  # noqa: E402  (after the LLVM guard)
 
 TINY_MODEL_TYPE = "vit_tiny"
 _EMBED_DIM = 32  # prompt/transformer width (256 in the real models)

@@ -143,6 +143,7 @@ class EverythingPanel(QWidget):
 
         self._worker = worker = connected_worker(
             job,
+            background=True,
             yielded=self._on_step,
             returned=self._on_returned,
             errored=self._on_errored,

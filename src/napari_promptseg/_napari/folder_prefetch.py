@@ -203,6 +203,7 @@ class FolderPrefetch:
         running = self.running  # callbacks check it: the panel may be gone by then
         worker = connected_worker(
             job,
+            background=True,
             progress={"desc": f"Prefetching the embedding of {folder.name(index)}"},
             returned=lambda result: running.alive and self._on_prefetched(worker, wanted, result),
             errored=lambda error: running.alive and self._on_failed(worker, error),

@@ -256,6 +256,7 @@ class PropagationPanel(QWidget):
 
         worker = connected_worker(
             work,
+            background=True,
             progress={"desc": f"Propagating object {job.object_id}"},
             yielded=lambda step: self._on_step(worker, job, step),
             returned=lambda result: self._on_returned(worker, job, result),

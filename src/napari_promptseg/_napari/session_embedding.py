@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..core.embedding import ImageEmbedding
 from ..core.tiling import TiledImage
 from .slices import SliceRef, slice_rgb, spatial_shape
+from .workers import connected_worker
 
 # Planes whose longest side exceeds this are embedded by tiles (SAM sees 1024 px at most:
 # beyond ~2x downscaling small objects vanish). See docs/tiling.md.
@@ -81,12 +82,13 @@ class EmbeddingJobs:
         )  # fmt: skip
 
     def _run_embedding_job(self, job, total: int, on_returned, message: str) -> None:
-        """Run a generator ``job`` yielding (done, total) in a napari worker, cancellable."""
-        from napari.qt.threading import create_worker
+        """Run a generator ``job`` yielding (done, total) in a napari worker, cancellable.
 
+        The worker runs below the GUI's priority: the encoder must not make napari stutter.
+        """
         self._cancel_embedding()
-        worker = create_worker(
-            job, _progress={"total": total, "desc": "SAM image embedding"}, _ignore_errors=True
+        worker = connected_worker(
+            job, progress={"total": total, "desc": "SAM image embedding"}, background=True
         )
         worker.yielded.connect(lambda step: self._on_embed_progress(worker, step))
         worker.returned.connect(lambda value: worker is self._embed_worker and on_returned(value))

@@ -124,6 +124,7 @@ class StackPanel(QWidget):
             iter_embed_planes,
             session.segmenter,
             planes,
+            background=True,
             yielded=self._on_step,
             returned=self._on_returned,
             errored=self._on_errored,

@@ -7,6 +7,10 @@ Image slice → :func:`to_rgb_uint8` → :meth:`PromptSegmenter.embed` (cached) 
 Importing this package never imports Qt or napari.
 """
 
+from .._llvm_guard import keep_triton_out_if_llvm_loaded
+
+keep_triton_out_if_llvm_loaded()  # before torch: see napari_promptseg._llvm_guard
+
 from .decode import DecodeResult, SamDecoder
 from .embedding import EmbeddingCache, EmbeddingKey, ImageEmbedding
 from .engine import PromptSegmenter
