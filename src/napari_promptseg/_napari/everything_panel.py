@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -34,7 +35,7 @@ from ..core.labels import LabelsError, next_label_id
 from . import objects
 from .panels import disconnect, plane_ready
 from .slices import LayerSnapshot, SliceRef, slice_rgb
-from .workers import connected_worker
+from .workers import BarProgress, connected_worker
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class EverythingPanel(QWidget):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setVisible(False)
+        layout.addWidget(self.progress_bar)
 
         self.last_rows: list[dict] = []  # rows added by the last applied run
         self._worker = None
@@ -130,8 +134,6 @@ class EverythingPanel(QWidget):
         self._start()
 
     def _start(self) -> None:
-        from napari.utils import progress
-
         session, layer, ref = self.session, self.session.image_layer, self.session.current_slice
         segmenter, params = session.segmenter, self.params()
         self._target = _Target(id(layer), ref, segmenter.model_id)
@@ -150,7 +152,7 @@ class EverythingPanel(QWidget):
             aborted=self._on_aborted,
             finished=self._on_finished,
         )
-        self._progress = progress(total=0, desc="Segment everything")
+        self._progress = BarProgress(self.progress_bar)
         where = f" ({ref.describe()})" if ref.fixed else ""
         self._set_running(True, f"segmenting everything{where}…")
         session.status.emit(f"segmenting everything in {layer.name}{where}…")
@@ -180,7 +182,6 @@ class EverythingPanel(QWidget):
             return
         done, total = step
         self.status_label.setText(f"segmenting everything: step {done} / {total}")
-        # last: napari's progress bar may process queued events (even "finished") here
         self._progress.total = total
         self._progress.update(done - self._progress.n)
 

@@ -204,7 +204,6 @@ class FolderPrefetch:
         worker = connected_worker(
             job,
             background=True,
-            progress={"desc": f"Prefetching the embedding of {folder.name(index)}"},
             returned=lambda result: running.alive and self._on_prefetched(worker, wanted, result),
             errored=lambda error: running.alive and self._on_failed(worker, error),
             finished=lambda: running.alive and self._on_finished(worker),

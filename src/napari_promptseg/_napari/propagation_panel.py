@@ -257,7 +257,6 @@ class PropagationPanel(QWidget):
         worker = connected_worker(
             work,
             background=True,
-            progress={"desc": f"Propagating object {job.object_id}"},
             yielded=lambda step: self._on_step(worker, job, step),
             returned=lambda result: self._on_returned(worker, job, result),
             errored=lambda error: self._on_errored(worker, error),

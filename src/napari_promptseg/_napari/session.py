@@ -101,29 +101,33 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
         self.status.emit(f"loading model {label}…")
         self.busy_changed.emit(True)
 
+        cache = self.cache
+
         def job():
-            return load_model(
+            model = load_model(
                 name,
                 checkpoint=checkpoint,
                 model_type=model_type,
                 device=device,
                 progress=lambda done, total: self._download.emit(int(done), int(total or 0)),
             )
+            return PromptSegmenter.from_model(model, cache=cache)  # its set-up off the GUI too
 
         worker = create_worker(
-            job, _progress={"desc": f"Loading SAM model {label}"}, _ignore_errors=True
+            job,
+            _ignore_errors=True,  # no napari activity item: see _napari/workers.py
         )
-        worker.returned.connect(lambda model: self._on_model_loaded(worker, model))
+        worker.returned.connect(lambda segmenter: self._on_model_loaded(worker, segmenter))
         worker.errored.connect(lambda error: self._on_model_failed(worker, error))
         self._model_worker = worker
         worker.start()
 
-    def _on_model_loaded(self, worker, model) -> None:
+    def _on_model_loaded(self, worker, segmenter: PromptSegmenter) -> None:
         if worker is not self._model_worker:
             return  # a newer request replaced this one
         self._model_worker = None
         self.busy_changed.emit(False)
-        self.set_segmenter(PromptSegmenter.from_model(model, cache=self.cache))
+        self.set_segmenter(segmenter)
 
     def _on_model_failed(self, worker, error: BaseException) -> None:
         if worker is not self._model_worker:

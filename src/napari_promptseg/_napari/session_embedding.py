@@ -85,11 +85,10 @@ class EmbeddingJobs:
         """Run a generator ``job`` yielding (done, total) in a napari worker, cancellable.
 
         The worker runs below the GUI's priority: the encoder must not make napari stutter.
+        Progress goes to the widget's bar (``progress`` signal), ``total`` steps.
         """
         self._cancel_embedding()
-        worker = connected_worker(
-            job, progress={"total": total, "desc": "SAM image embedding"}, background=True
-        )
+        worker = connected_worker(job, background=True)
         worker.yielded.connect(lambda step: self._on_embed_progress(worker, step))
         worker.returned.connect(lambda value: worker is self._embed_worker and on_returned(value))
         worker.errored.connect(lambda error: self._on_embed_failed(worker, error))

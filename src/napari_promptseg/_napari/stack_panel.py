@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from itertools import product
 
 import numpy as np
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.batch import PrecomputeSummary, cached_planes, iter_embed_planes
 from .panels import disconnect, plane_ready
 from .slices import LayerSnapshot, SliceRef, slice_rgb, spatial_shape
-from .workers import connected_worker
+from .workers import BarProgress, connected_worker
 
 
 class LayerPlanes(Sequence):
@@ -78,6 +78,9 @@ class StackPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(buttons)
         layout.addWidget(self.cached_label)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setVisible(False)
+        layout.addWidget(self.progress_bar)
 
         self.summary: PrecomputeSummary | None = None  # of the last finished precompute
         self.computed = 0  # planes the running (or last) precompute ran the encoder for
@@ -110,8 +113,6 @@ class StackPanel(QWidget):
 
     def precompute(self) -> None:
         """Embed every plane of the session's image layer in a background worker."""
-        from napari.utils import progress
-
         session = self.session
         if self.running:
             return
@@ -131,7 +132,7 @@ class StackPanel(QWidget):
             aborted=self._on_aborted,
             finished=self._on_finished,
         )
-        self._progress = progress(total=len(planes), desc="Precomputing slice embeddings")
+        self._progress = BarProgress(self.progress_bar, total=len(planes))
         self.precompute_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         session.status.emit(f"precomputing the embeddings of {len(planes)} slices…")

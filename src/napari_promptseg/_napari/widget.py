@@ -92,8 +92,11 @@ class PromptSegWidget(QWidget):
         form.addRow("In use", self.model_label)
         self.status_label = QLabel("choose a model and press Load model")
         self.status_label.setWordWrap(True)
+        # always shown: hiding and showing it relayouts the dock, a costly repaint
+        # under software OpenGL right when the encoder starts
         self.progress_bar = QProgressBar()
-        self.progress_bar.setVisible(False)
+        self.progress_bar.setFormat("embedding: idle")
+        self.progress_bar.setValue(0)
         form.addRow(self.status_label)
         form.addRow(self.progress_bar)
         layout.addWidget(setup)
@@ -297,10 +300,16 @@ class PromptSegWidget(QWidget):
         self.model_label.setText(f"{name} on {device}")
 
     def _on_progress(self, done: int, total: int) -> None:
-        self.progress_bar.setVisible(total > 0)
         if total:
             self.progress_bar.setRange(0, total)
             self.progress_bar.setValue(done)
+            self.progress_bar.setFormat("embedding: %p%")
+        else:
+            self.progress_bar.setRange(0, 1)
+            self.progress_bar.setValue(1 if self.session.embedding is not None else 0)
+            self.progress_bar.setFormat(
+                "embedding: ready" if self.session.embedding else "embedding: idle"
+            )
 
     def _on_result_changed(self) -> None:
         result = self.session.result
