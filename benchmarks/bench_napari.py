@@ -25,7 +25,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clicks", type=int, default=30)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--model", default="vit_b", help="vit_b (default) or tiny for a quick check")
+    parser.add_argument(
+        "--model", default="vit_b", help="vit_b (default) or tiny for a quick check"
+    )
     args = parser.parse_args()
 
     import napari
@@ -83,7 +85,9 @@ def main() -> None:
     embed_seconds = time.perf_counter() - started
     timer.stop()
     gaps_ms = np.array(gaps[1:]) * 1000
-    print(f"model {args.model} (random weights), image {args.size}x{args.size}, torch {torch.get_num_threads()} threads")
+    print(
+        f"model {args.model} (random weights), image {args.size}x{args.size}, torch {torch.get_num_threads()} threads"
+    )
     print(
         f"embedding in the worker: {embed_seconds:.1f} s; GUI timer (10 ms) gaps: "
         f"longest {gaps_ms.max():.0f} ms, p99 {np.percentile(gaps_ms, 99):.0f} ms, "
@@ -117,7 +121,7 @@ def main() -> None:
         # a point well inside the image, in canvas pixels
         row, col = rng.uniform(0.2, 0.8, 2) * args.size
         world = points.data_to_world((row, col))
-        x, y = _world_to_canvas_pixels(viewer, canvas, world)
+        x, y = _world_to_canvas_pixels(viewer, canvas, np.asarray(world, dtype=float))
         before = len(preview_changed)
         t0 = time.perf_counter()
         QTest.mouseClick(native, Qt.LeftButton, Qt.NoModifier, QPoint(int(x), int(y)))
@@ -148,13 +152,19 @@ def main() -> None:
 
 def _world_to_canvas_pixels(viewer, canvas, world):
     """Canvas pixel (x, y) of a 2D world point (row, col), from napari's camera."""
-    center = np.asarray(viewer.camera.center)[-2:]
-    zoom = viewer.camera.zoom
+    center = np.asarray(_camera(viewer).center)[-2:]
+    zoom = _camera(viewer).zoom
     width, height = canvas.native.width(), canvas.native.height()
-    row, col = np.asarray(world)[-2:]
+    row, col = (float(v) for v in np.asarray(world, dtype=float).ravel()[-2:])
     x = width / 2 + (col - center[1]) * zoom
     y = height / 2 + (row - center[0]) * zoom
     return x, y
+
+
+def _camera(viewer):
+    """napari 0.9 moved the camera to ``viewer.scene.camera``; older versions have ``viewer.camera``."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
 if __name__ == "__main__":

@@ -20,8 +20,14 @@ def jump_to_object(viewer, labels_layer, row: dict) -> None:
         viewer.dims.set_point(
             [offset + axis for axis in range(len(fixed))], [world[a] for a in range(len(fixed))]
         )
-    viewer.camera.center = tuple(world[-2:])
+    _camera(viewer).center = tuple(world[-2:])
     extent = max(r1 - r0, c1 - c0, 1.0) * float(np.max(np.abs(labels_layer.scale[-2:])))
     canvas = min(viewer._canvas_size) if hasattr(viewer, "_canvas_size") else 600
-    viewer.camera.zoom = 0.5 * canvas / extent
+    _camera(viewer).zoom = 0.5 * canvas / extent
     labels_layer.selected_label = int(row["id"])
+
+
+def _camera(viewer):
+    """napari 0.9 moved the camera to ``viewer.scene.camera``; older versions have ``viewer.camera``."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
