@@ -4,48 +4,17 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import http.server
 import os
 import socket
-import threading
 from pathlib import Path
 
 import pytest
 import torch
+from loopback import LoopbackServer
 
 from napari_promptseg.core import download, models
 from napari_promptseg.core.errors import Cancelled, CheckpointNotAvailable, ModelError
 from napari_promptseg.testing import TINY_MODEL_TYPE, build_tiny_sam, save_tiny_checkpoint
-
-
-class _Server:
-    """A static file server on 127.0.0.1 that counts the requests it answers."""
-
-    def __init__(self, root: Path) -> None:
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, directory=str(root), **kwargs)
-
-            def do_GET(self):
-                server.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -54,7 +23,7 @@ def served(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
     path = save_tiny_checkpoint(root / "tiny.pth")
-    server = _Server(root)
+    server = LoopbackServer(root)
     yield server, path, hashlib.sha256(path.read_bytes()).hexdigest()
     server.stop()
 

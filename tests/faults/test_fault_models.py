@@ -10,7 +10,8 @@ import pickle
 
 import pytest
 import torch
-from faultkit import LoopbackServer, register_served_model
+from faultkit import register_served_model
+from loopback import LoopbackServer
 
 from napari_promptseg.core import models
 from napari_promptseg.core.errors import CheckpointNotAvailable, ModelError

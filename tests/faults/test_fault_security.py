@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from faultkit import LoopbackServer, register_served_model
+from faultkit import register_served_model
+from loopback import LoopbackServer
 
 from napari_promptseg.core import models
 from napari_promptseg.core.errors import ModelError

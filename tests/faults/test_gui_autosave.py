@@ -9,7 +9,8 @@ import os
 import numpy as np
 import pytest
 import tifffile
-from faultkit import WAIT_MS, commit_one, open_widget, sample_image, wait_problem, watch_problems
+from faultkit import commit_one, wait_problem, watch_problems
+from widgetkit import WAIT_MS, open_widget, sample_image
 
 from napari_promptseg._napari import objects
 from napari_promptseg._napari.autosave_panel import AutosavePanel

@@ -8,17 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from faultkit import (
-    WAIT_MS,
-    LabelsGuard,
-    add_point_and_wait,
-    commit_one,
-    open_widget,
-    sample_image,
-    wait_embedded,
-    wait_problem,
-    watch_problems,
-)
+from faultkit import LabelsGuard, commit_one, wait_problem, watch_problems
+from widgetkit import WAIT_MS, add_point_and_wait, open_widget, sample_image, wait_embedded
 
 from napari_promptseg._napari.slices import slice_rgb
 from napari_promptseg.core import PromptSegmenter, to_rgb_uint8

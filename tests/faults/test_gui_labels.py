@@ -6,13 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from faultkit import (
-    LabelsGuard,
-    add_point_and_wait,
-    commit_one,
-    open_widget,
-    watch_problems,
-)
+from faultkit import LabelsGuard, commit_one, watch_problems
+from widgetkit import add_point_and_wait, open_widget
 
 from napari_promptseg._napari import objects
 

@@ -10,17 +10,9 @@ import pickle
 
 import numpy as np
 import pytest
-from faultkit import (
-    WAIT_MS,
-    LabelsGuard,
-    LoopbackServer,
-    commit_one,
-    open_widget,
-    register_served_model,
-    wait_embedded,
-    wait_problem,
-    watch_problems,
-)
+from faultkit import LabelsGuard, commit_one, register_served_model, wait_problem, watch_problems
+from loopback import LoopbackServer
+from widgetkit import WAIT_MS, open_widget, wait_embedded
 
 from napari_promptseg._napari.slices import slice_rgb
 from napari_promptseg.core import PromptSegmenter

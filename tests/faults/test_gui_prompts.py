@@ -7,16 +7,14 @@ import time
 
 import numpy as np
 import pytest
-from faultkit import (
+from faultkit import LabelsGuard, commit_one, watch_problems
+from widgetkit import (
     WAIT_MS,
-    LabelsGuard,
     add_point_and_wait,
-    commit_one,
     open_widget,
     points_layer,
     sample_image,
     wait_embedded,
-    watch_problems,
 )
 
 from napari_promptseg._napari import layers as prompt_layers

@@ -14,15 +14,8 @@ import time
 
 import numpy as np
 import pytest
-from faultkit import (
-    WAIT_MS,
-    LabelsGuard,
-    commit_one,
-    open_widget,
-    points_layer,
-    sample_image,
-    wait_embedded,
-)
+from faultkit import LabelsGuard, commit_one
+from widgetkit import WAIT_MS, open_widget, points_layer, sample_image, wait_embedded
 
 from napari_promptseg._napari.slices import slice_rgb
 from napari_promptseg.core import PromptSegmenter, to_rgb_uint8

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from faultkit import sample_image
+from widgetkit import sample_image
 
 from napari_promptseg.core.models import cache_dir
 

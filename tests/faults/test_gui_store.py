@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 
 import torch
-from faultkit import commit_one, open_widget, sample_image, watch_problems
+from faultkit import commit_one, watch_problems
+from widgetkit import open_widget, sample_image
 
 from napari_promptseg.core import PromptSegmenter, to_rgb_uint8
 from napari_promptseg.core.store import EmbeddingStore

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import psutil
 import pytest
-from faultkit import WAIT_MS, open_widget, points_layer, wait_embedded
+from widgetkit import WAIT_MS, open_widget, points_layer, wait_embedded
 
 from napari_promptseg._napari import objects
 from napari_promptseg._napari.autosave_panel import AutosavePanel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import WAIT_MS, add_point_and_wait, open_widget, points_layer
+from widgetkit import WAIT_MS, add_point_and_wait, open_widget, points_layer
 
 from napari_promptseg._napari import layers as prompt_layers
 from napari_promptseg.testing import save_tiny_checkpoint

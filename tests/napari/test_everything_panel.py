@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import WAIT_MS, add_point_and_wait, open_widget, sample_image
+from widgetkit import WAIT_MS, add_point_and_wait, open_widget, sample_image
 
 from napari_promptseg._napari import objects
 from napari_promptseg._napari.everything_panel import EverythingPanel

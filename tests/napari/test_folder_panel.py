@@ -6,8 +6,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
-from helpers import WAIT_MS, add_point_and_wait, open_widget, sample_image, wait_embedded
 from qtpy.QtCore import QThreadPool
+from widgetkit import WAIT_MS, add_point_and_wait, open_widget, sample_image, wait_embedded
 
 from napari_promptseg._napari.folder_panel import FolderPanel
 from napari_promptseg.core import PromptSegmenter, to_rgb_uint8

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import WAIT_MS, wait_embedded
+from widgetkit import WAIT_MS, wait_embedded
 
 from napari_promptseg._napari import objects
 from napari_promptseg._napari.propagation_panel import PropagationPanel

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 import pytest
-from helpers import WAIT_MS, open_widget, points_layer, sample_image, wait_embedded
 from qtpy.QtCore import QTimer
+from widgetkit import WAIT_MS, open_widget, points_layer, sample_image, wait_embedded
 
 from napari_promptseg.core import PromptSegmenter
 from napari_promptseg.testing import build_tiny_sam, make_slow

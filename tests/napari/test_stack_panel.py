@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import WAIT_MS, open_widget
 from qtpy.QtCore import Qt
+from widgetkit import WAIT_MS, open_widget
 
 from napari_promptseg._napari.stack_panel import StackPanel
 from napari_promptseg._napari.store_panel import StorePanel

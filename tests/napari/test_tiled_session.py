@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from helpers import WAIT_MS, open_widget, points_layer
+from widgetkit import WAIT_MS, open_widget, points_layer
 
 from napari_promptseg.core import to_rgb_uint8
 from napari_promptseg.core.tiling import TiledImage

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-from helpers import add_point_and_wait, open_widget
+from widgetkit import add_point_and_wait, open_widget
 
 from napari_promptseg._napari import objects
 from napari_promptseg.core.export import read_objects_csv
