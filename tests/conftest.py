@@ -126,6 +126,14 @@ def tiny_sam():
     return build_tiny_sam(seed=0)
 
 
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """The tiny SAM saved with torch.save: what the CLI and the loaders read (never modified)."""
+    from napari_promptseg.testing import save_tiny_checkpoint
+
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
+
+
 @pytest.fixture
 def segmenter(tiny_sam):
     from napari_promptseg.core import PromptSegmenter

@@ -11,12 +11,6 @@ import tifffile
 
 from napari_promptseg.cli import main
 from napari_promptseg.core.export import read_objects_csv
-from napari_promptseg.testing import save_tiny_checkpoint
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
 
 
 @pytest.fixture

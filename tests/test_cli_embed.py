@@ -11,18 +11,12 @@ from napari_promptseg.core import PromptSegmenter
 from napari_promptseg.core.batch import cached_planes, planes_of
 from napari_promptseg.core.models import load_model
 from napari_promptseg.core.store import STORE_ENV, EmbeddingStore
-from napari_promptseg.testing import save_tiny_checkpoint
 
 
 @pytest.fixture(autouse=True)
 def _isolated_store(tmp_path, monkeypatch):
     # the default store folder must never be the user's real one in tests
     monkeypatch.setenv("NAPARI_PROMPTSEG_STORE", str(tmp_path / "default-store"))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
 
 
 def embed(path, checkpoint, store, *extra):

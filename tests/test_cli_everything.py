@@ -13,15 +13,10 @@ from napari_promptseg.cli import main
 from napari_promptseg.core import PromptSegmenter, to_rgb_uint8
 from napari_promptseg.core.everything import EverythingParams, segment_everything
 from napari_promptseg.core.export import read_objects_csv
-from napari_promptseg.testing import build_tiny_sam, save_tiny_checkpoint
+from napari_promptseg.testing import build_tiny_sam
 
 FAST = ["--points-per-side", "3", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
         "--box-nms-thresh", "1.0"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
 
 
 @pytest.fixture
