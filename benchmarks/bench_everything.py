@@ -31,7 +31,10 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
 
 from napari_promptseg.core import PromptSegmenter
-from napari_promptseg.core.everything import EverythingParams, segment_everything
+from napari_promptseg.core.workflows.everything.generator import (
+    EverythingParams,
+    segment_everything,
+)
 from napari_promptseg.testing import build_tiny_sam
 
 THRESHOLDS = {

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from napari_promptseg.core import EmbeddingCache, Prompts, PromptSegmenter
-from napari_promptseg.core.store import EmbeddingStore
+from napari_promptseg.core.storage.store import EmbeddingStore
 
 
 def timed(fn):

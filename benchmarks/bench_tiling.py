@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from napari_promptseg.core import Prompts, PromptSegmenter
-from napari_promptseg.core.tilegrid import OVERLAP, TILE, TileGrid
-from napari_promptseg.core.tiling import TiledImage
+from napari_promptseg.core.workflows.tiling.grid import OVERLAP, TILE, TileGrid
+from napari_promptseg.core.workflows.tiling.tiled_image import TiledImage
 
 
 def timed(fn):

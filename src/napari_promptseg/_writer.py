@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .core.export import write_labels_and_objects, write_labels_tif
+from .core.storage.export import write_labels_and_objects, write_labels_tif
 
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:

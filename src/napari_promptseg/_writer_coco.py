@@ -2,7 +2,7 @@
 
 ``File > Save Selected Layer(s)`` with a ``.json`` name writes one annotation per object
 (per plane for nD labels), with SAM's predicted IoU as ``score`` and the stability from
-the layer's features (see :mod:`napari_promptseg.core.coco`). Written atomically.
+the layer's features (see :mod:`napari_promptseg.core.storage.coco`). Written atomically.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._writer import _feature_rows
-from .core.coco import write_coco_json
+from .core.storage.coco import write_coco_json
 
 
 def write_coco(path: str, data: Any, meta: dict) -> list[str]:

@@ -11,13 +11,12 @@ from napari_promptseg.core.labels import (
     cell_text,
     next_label_id,
     object_row,
-    parse_scores,
     paste_mask,
     pixels_to_paint,
-    propagated_row,
     same_row,
 )
-from napari_promptseg.core.propagate import PlaneResult
+from napari_promptseg.core.workflows.propagation.propagate import PlaneResult
+from napari_promptseg.core.workflows.propagation.rows import parse_scores, propagated_row
 
 
 def test_next_id():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from loopback import LoopbackServer
+from registrykit import private_registry
 from widgetkit import WAIT_MS, add_point_and_wait
 
 
@@ -54,7 +55,7 @@ def register_served_model(monkeypatch, server: LoopbackServer, path: Path, *, sh
     from napari_promptseg.core import models
     from napari_promptseg.testing import TINY_MODEL_TYPE
 
-    monkeypatch.setattr(models, "MODELS", dict(models.MODELS))
+    private_registry(monkeypatch)
     return models.register_model(
         models.ModelSpec(
             name="tiny_served",

@@ -16,7 +16,7 @@ import tifffile
 
 from napari_promptseg._writer import write_labels
 from napari_promptseg.core.errors import ExportError
-from napari_promptseg.core.export import read_objects_csv
+from napari_promptseg.core.storage.export import read_objects_csv
 
 
 def _labels(ids=(1, 2)):
@@ -61,7 +61,7 @@ def test_disk_full_while_writing_the_labels_keeps_both_files(saved, monkeypatch)
 def test_disk_full_while_writing_the_table_keeps_both_old_files(saved, monkeypatch):
     """The pair is written together: a failure on the table keeps the old image too."""
     target, csv, tif_bytes, csv_bytes = saved
-    import napari_promptseg.core.export as export
+    import napari_promptseg.core.storage.export as export
 
     real = export.atomic_write
 

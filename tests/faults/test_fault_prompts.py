@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_promptseg.core import PromptError, Prompts, Scribble, to_rgb_uint8
-from napari_promptseg.core.prompts import to_sam_prompts
+from napari_promptseg.core.sam.prompts import to_sam_prompts
 
 
 @pytest.fixture(scope="module")

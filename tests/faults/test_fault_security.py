@@ -19,6 +19,7 @@ import pytest
 import torch
 from faultkit import register_served_model
 from loopback import LoopbackServer
+from registrykit import private_registry
 
 from napari_promptseg.core import models
 from napari_promptseg.core.errors import ModelError
@@ -114,7 +115,7 @@ def test_registry_file_names_are_plain_on_every_system(filename, monkeypatch):
 
 
 def _assert_file_name_refused(filename: str, monkeypatch) -> None:
-    monkeypatch.setattr(models, "MODELS", dict(models.MODELS))
+    private_registry(monkeypatch)
     spec = models.ModelSpec(
         name="escape",
         model_type="vit_b",
@@ -142,8 +143,8 @@ socket.socket.connect = refuse("connect")
 socket.socket.connect_ex = refuse("connect_ex")
 socket.create_connection = refuse("create_connection")
 socket.getaddrinfo = refuse("getaddrinfo")
-import napari_promptseg, napari_promptseg.core, napari_promptseg.core.models
-import napari_promptseg.core.download, napari_promptseg.core.store, napari_promptseg.core.autosave
+import napari_promptseg, napari_promptseg.core, napari_promptseg.core.models.registry
+import napari_promptseg.core.models.download, napari_promptseg.core.storage.store, napari_promptseg.core.storage.autosave
 import napari_promptseg.cli, napari_promptseg._writer, napari_promptseg._sample_data
 from napari_promptseg.core.models import list_models
 rows = list_models()

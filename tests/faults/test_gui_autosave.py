@@ -13,8 +13,8 @@ from faultkit import commit_one, wait_problem, watch_problems
 from widgetkit import WAIT_MS, open_widget, sample_image
 
 from napari_promptseg._napari import objects
-from napari_promptseg._napari.autosave_panel import AutosavePanel
-from napari_promptseg.core.autosave import find_autosaves, load_autosave
+from napari_promptseg._napari._qt.panels.autosave import AutosavePanel
+from napari_promptseg.core.storage.autosave import find_autosaves, load_autosave
 
 
 def autosave_panel(widget) -> AutosavePanel:

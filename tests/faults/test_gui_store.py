@@ -11,7 +11,7 @@ from faultkit import commit_one, watch_problems
 from widgetkit import open_widget, sample_image
 
 from napari_promptseg.core import PromptSegmenter, to_rgb_uint8
-from napari_promptseg.core.store import EmbeddingStore
+from napari_promptseg.core.storage.store import EmbeddingStore
 
 
 def test_corrupted_store_entry_is_recomputed(make_napari_viewer, qtbot, tiny_sam, tmp_path, caplog):
@@ -22,7 +22,7 @@ def test_corrupted_store_entry_is_recomputed(make_napari_viewer, qtbot, tiny_sam
 
     segmenter = PromptSegmenter(tiny_sam, "tiny-test", store=store, name="tiny")
     viewer = make_napari_viewer()
-    with caplog.at_level(logging.WARNING, logger="napari_promptseg.core.store"):
+    with caplog.at_level(logging.WARNING, logger="napari_promptseg.core.storage.store"):
         widget = open_widget(viewer, qtbot, tiny_sam, segmenter=segmenter)
     problems = watch_problems(widget)
     session = widget.session

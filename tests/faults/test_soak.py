@@ -18,8 +18,8 @@ import pytest
 from widgetkit import WAIT_MS, open_widget, points_layer, wait_embedded
 
 from napari_promptseg._napari import objects
-from napari_promptseg._napari.autosave_panel import AutosavePanel
-from napari_promptseg.core.autosave import load_autosave
+from napari_promptseg._napari._qt.panels.autosave import AutosavePanel
+from napari_promptseg.core.storage.autosave import load_autosave
 
 CYCLES = 500
 PLANES = 150  # identical planes: moving on is a cache hit, not a new embedding

@@ -7,9 +7,13 @@ import pytest
 from widgetkit import WAIT_MS, add_point_and_wait, open_widget, sample_image
 
 from napari_promptseg._napari import objects
-from napari_promptseg._napari.everything_panel import EverythingPanel
+from napari_promptseg._napari._qt.panels.everything import EverythingPanel
 from napari_promptseg.core import PromptSegmenter, to_rgb_uint8
-from napari_promptseg.core.everything import confidence_order, place_objects, segment_everything
+from napari_promptseg.core.workflows.everything.generator import (
+    confidence_order,
+    place_objects,
+    segment_everything,
+)
 from napari_promptseg.testing import build_tiny_sam, make_slow
 
 

@@ -7,10 +7,10 @@ import pytest
 from qtpy.QtCore import Qt
 from widgetkit import WAIT_MS, open_widget
 
-from napari_promptseg._napari.stack_panel import StackPanel
-from napari_promptseg._napari.store_panel import StorePanel
+from napari_promptseg._napari._qt.panels.stack import StackPanel
+from napari_promptseg._napari._qt.panels.store import StorePanel
 from napari_promptseg.core import PromptSegmenter
-from napari_promptseg.core.store import EmbeddingStore
+from napari_promptseg.core.storage.store import EmbeddingStore
 from napari_promptseg.testing import build_tiny_sam, make_slow
 
 
@@ -167,7 +167,7 @@ def test_slices_embedded_by_the_cli_are_found_in_napari(viewer, qtbot, tmp_path)
     import tifffile
 
     from napari_promptseg.cli import main
-    from napari_promptseg.core.models import load_model
+    from napari_promptseg.core.models.loading import load_model
     from napari_promptseg.testing import save_tiny_checkpoint
 
     stack = (make_stack((3, 64, 80)).astype(np.uint16) * 13) + 500  # not uint8: limits matter

@@ -6,7 +6,7 @@ import numpy as np
 from widgetkit import WAIT_MS, open_widget, points_layer
 
 from napari_promptseg.core import to_rgb_uint8
-from napari_promptseg.core.tiling import TiledImage
+from napari_promptseg.core.workflows.tiling.tiled_image import TiledImage
 
 
 def test_large_plane_is_tiled_on_demand(make_napari_viewer, qtbot, tiny_sam):

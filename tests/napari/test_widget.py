@@ -193,7 +193,7 @@ def test_prompts_placed_before_the_embedding_decode_when_it_arrives(viewer, qtbo
 
 
 def test_stack_commit_lands_on_the_plane_in_view(viewer, qtbot, tiny_sam):
-    from napari_promptseg.core.batch import planes_of
+    from napari_promptseg.core.workflows.stack import planes_of
 
     rng = np.random.default_rng(2)
     stack = rng.integers(0, 4000, (4, 90, 120)).astype(np.uint16)

@@ -8,7 +8,7 @@ import tifffile
 from widgetkit import add_point_and_wait, open_widget
 
 from napari_promptseg._napari import objects
-from napari_promptseg.core.export import read_objects_csv
+from napari_promptseg.core.storage.export import read_objects_csv
 
 
 @pytest.fixture

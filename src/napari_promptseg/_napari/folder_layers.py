@@ -12,7 +12,7 @@ import numpy as np
 
 from . import layers as prompt_layers
 from . import objects
-from .folder_prefetch import display_limits, is_rgb
+from ._qt.panels.folder_prefetch import display_limits, is_rgb
 
 # In the image layer's metadata: which file it shows. Not prompt_layers.TAG, which marks
 # the plugin's prompt and output layers (the session keeps those selected).

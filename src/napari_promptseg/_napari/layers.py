@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..core.prompts import NEGATIVE, POSITIVE, Prompts, Scribble
+from ..core.sam.prompts import NEGATIVE, POSITIVE, Prompts, Scribble
 from .slices import SliceRef, spatial_shape
 
 TAG = "promptseg"

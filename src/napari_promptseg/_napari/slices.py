@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ImageError
-from ..core.image import to_rgb_uint8
+from ..core.sam.image import to_rgb_uint8
 
 
 @dataclass(frozen=True)

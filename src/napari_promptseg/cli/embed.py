@@ -47,9 +47,9 @@ def register(commands) -> None:
 
 
 def run_embed(args) -> int:
-    from ..core.embedding import EmbeddingCache
     from ..core.errors import ImageError
-    from ..core.store import EmbeddingStore
+    from ..core.sam.embedding import EmbeddingCache
+    from ..core.storage.store import EmbeddingStore
 
     files = _input_files(args.path)
     first = None
@@ -101,8 +101,8 @@ def _input_files(path: Path) -> list[Path]:
 
 
 def _read_planes(path: Path, args):
-    from ..core.batch import planes_of
-    from ..core.io import read_image
+    from ..core.storage.readers import read_image
+    from ..core.workflows.stack import planes_of
 
     return planes_of(
         read_image(path),
@@ -115,7 +115,7 @@ def _read_planes(path: Path, args):
 def _embed_file(segmenter, path: Path, planes):
     from tqdm import tqdm
 
-    from ..core.batch import iter_embed_planes
+    from ..core.workflows.stack import iter_embed_planes
 
     steps = iter_embed_planes(segmenter, planes)
     with tqdm(total=len(planes), desc=path.name, unit="plane", file=sys.stderr, leave=False) as bar:

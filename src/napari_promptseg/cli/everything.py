@@ -67,7 +67,7 @@ def register(commands) -> None:
 
 def params_from_args(args):
     """The :class:`EverythingParams` of the given flags (defaults for the others), validated."""
-    from ..core.everything import EverythingParams
+    from ..core.workflows.everything.generator import EverythingParams
 
     given = {dest: getattr(args, dest) for _f, dest, _k, _h in PARAMETERS}
     params = EverythingParams(**{k: v for k, v in given.items() if v is not None})
@@ -77,9 +77,14 @@ def params_from_args(args):
 
 def run_everything(args) -> int:
     from ..core import to_rgb_uint8
-    from ..core.everything import segment_everything
-    from ..core.export import LABEL_SUFFIXES, objects_csv_path, write_labels_tif, write_objects_csv
-    from ..core.io import read_image
+    from ..core.storage.export import (
+        LABEL_SUFFIXES,
+        objects_csv_path,
+        write_labels_tif,
+        write_objects_csv,
+    )
+    from ..core.storage.readers import read_image
+    from ..core.workflows.everything.generator import segment_everything
 
     # everything that can be refused is refused before the model loads
     output = check_output_path(args.output, LABEL_SUFFIXES)

@@ -42,10 +42,10 @@ def register(commands) -> None:
 
 
 def run_export(args) -> int:
-    from ..core.coco import write_coco_json
     from ..core.errors import ExportError
-    from ..core.export import objects_csv_path, read_objects_csv
-    from ..core.io import read_image
+    from ..core.storage.coco import write_coco_json
+    from ..core.storage.export import objects_csv_path, read_objects_csv
+    from ..core.storage.readers import read_image
 
     output = check_output_path(args.coco, (".json",))
     labels = read_image(args.labels)

@@ -64,12 +64,17 @@ def run_segment(args) -> int:
     import numpy as np
 
     from ..core import Prompts
-    from ..core.batch import planes_of
     from ..core.errors import PromptError
-    from ..core.export import LABEL_SUFFIXES, objects_csv_path, write_labels_tif, write_objects_csv
-    from ..core.io import read_image, read_prompt_tables
     from ..core.labels import object_row, pixels_to_paint, smallest_dtype_for
-    from ..core.prompts import to_sam_prompts
+    from ..core.sam.prompts import to_sam_prompts
+    from ..core.storage.export import (
+        LABEL_SUFFIXES,
+        objects_csv_path,
+        write_labels_tif,
+        write_objects_csv,
+    )
+    from ..core.storage.readers import read_image, read_prompt_tables
+    from ..core.workflows.stack import planes_of
 
     output = check_output_path(args.output, LABEL_SUFFIXES)
     planes = planes_of(

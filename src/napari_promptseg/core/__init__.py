@@ -11,9 +11,6 @@ from .._llvm_guard import keep_triton_out_if_llvm_loaded
 
 keep_triton_out_if_llvm_loaded()  # before torch: see napari_promptseg._llvm_guard
 
-from .decode import DecodeResult, SamDecoder
-from .embedding import EmbeddingCache, EmbeddingKey, ImageEmbedding
-from .engine import PromptSegmenter
 from .errors import (
     Cancelled,
     CheckpointNotAvailable,
@@ -23,8 +20,11 @@ from .errors import (
     PromptError,
     PromptSegError,
 )
-from .image import to_rgb_uint8
-from .prompts import Prompts, SamPrompts, Scribble
+from .sam.decode import DecodeResult, SamDecoder
+from .sam.embedding import EmbeddingCache, EmbeddingKey, ImageEmbedding
+from .sam.engine import PromptSegmenter
+from .sam.image import to_rgb_uint8
+from .sam.prompts import Prompts, SamPrompts, Scribble
 
 __all__ = [
     "Cancelled",

@@ -1,0 +1,238 @@
+"""The "Image folder" panel's read-ahead: the next image's embedding, computed meanwhile.
+
+While the user annotates image i, the embedding of image i+1 is computed in a background
+worker, so that Next finds it in the session's cache. The prefetch starts once the current
+image's embedding is ready (once per image shown and model), holds while the session
+computes an embedding of its own, and is cancelled when the folder, the model or the panel
+closes. If the user moves on to the image being prefetched, the session waits for it
+(:meth:`FolderPrefetch.claim`) rather than computing the same embedding twice.
+
+The panel (:mod:`.folder_panel`) owns the layers and the session's signals and forwards
+what the prefetch needs to know; this module touches no layer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ....core.errors import ImageError
+from ....core.storage.folder import SKIPPED, ImageFolder
+from ...slices import LayerSnapshot, SliceRef, slice_rgb
+from ..workers import connected_worker
+
+
+def is_rgb(image: np.ndarray) -> bool:
+    """Whether the last axis of a read image is colour (3 or 4 values)."""
+    return image.ndim >= 3 and image.shape[-1] in (3, 4)
+
+
+def display_limits(image: np.ndarray) -> tuple[float, float]:
+    """Contrast limits the panel gives every image: napari's default rule, on all the data.
+
+    uint8 → (0, 255); otherwise the finite min and max ((min(v, 0), max(v, 1)) if flat).
+    The prefetch uses the same limits, so its embedding is the one the session asks for.
+    """
+    if image.dtype == np.uint8:
+        return (0.0, 255.0)
+    values = np.asarray(image, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return (0.0, 1.0)
+    low, high = float(finite.min()), float(finite.max())
+    if low == high:
+        low, high = min(low, 0.0), max(high, 1.0)
+    return (low, high)
+
+
+def next_to_prefetch(folder: ImageFolder | None, index: int | None) -> int | None:
+    """The first image after ``index`` that is not skipped, or None."""
+    if folder is None or index is None:
+        return None
+    for candidate in range(index + 1, len(folder)):
+        if folder.state(candidate).state != SKIPPED:
+            return candidate
+    return None
+
+
+@dataclass
+class _Running:
+    """The prefetch worker, reachable without the panel (Qt may delete the panel first)."""
+
+    worker: object = None
+    index: int | None = None
+    alive: bool = True
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()  # stops at the next encoder block
+        self.worker = self.index = None
+
+    def forget(self, *_) -> None:
+        self.alive = False
+        self.stop()
+
+
+class FolderPrefetch:
+    """Embeds the next image of a folder in a background worker.
+
+    Parameters
+    ----------
+    session
+        The :class:`~napari_promptseg._napari._qt.session.SegmentationSession` (its segmenter
+        and cache; errors go to its ``report``).
+    prefetched
+        Called with an image index once that image's embedding is in the cache.
+    handed_over
+        Called when the image shown, which waited for its prefetch (see :meth:`claim`),
+        may be handed to the session: its embedding is cached, or the prefetch stopped.
+    """
+
+    def __init__(
+        self,
+        session,
+        *,
+        prefetched: Callable[[int], None],
+        handed_over: Callable[[], None],
+    ) -> None:
+        self.session = session
+        self.running = _Running()
+        self.done_for: tuple | None = None  # (index, model id, slice) cached already
+        self.handoff = False  # the session waits for the prefetch of the image shown
+        self._image: tuple[int, np.ndarray] | None = None  # read by a prefetch, not yet shown
+        self._shown: int | None = None  # the image the panel shows
+        self._armed = False  # a prefetch may start at the next embedding_ready
+        self._hold = threading.Event()  # set while the session embeds: the prefetch waits
+        self._prefetched = prefetched
+        self._handed_over = handed_over
+
+    @property
+    def busy(self) -> bool:
+        """Whether a prefetch is running."""
+        return self.running.worker is not None
+
+    @property
+    def index(self) -> int | None:
+        """The image whose embedding the last prefetch put in the cache (this model)."""
+        return None if self.done_for is None else self.done_for[0]
+
+    def image(self, index: int) -> np.ndarray | None:
+        """Image ``index`` as the prefetch read it, or None (read it from the folder)."""
+        if self._image is not None and self._image[0] == index:
+            return self._image[1]
+        return None
+
+    # -- what the panel tells it ----------------------------------------------------------
+
+    def claim(self, index: int) -> bool:
+        """Image ``index`` is about to be shown. True: its prefetch runs on and the session
+        must wait for :attr:`handed_over`; False: any other prefetch was cancelled."""
+        self.handoff = self.running.worker is not None and self.running.index == index
+        if not self.handoff:
+            self.cancel()
+        return self.handoff
+
+    def shown(self, index: int) -> None:
+        """Image ``index`` is shown now: prefetch for it at its next embedding_ready."""
+        self._shown, self._image = index, None
+        self._armed = True
+
+    def forget(self) -> None:
+        """The folder closed: stop, and forget what was prefetched."""
+        self.cancel()
+        self.done_for = self._image = self._shown = None
+
+    def model_changed(self) -> None:
+        self.cancel()  # computing for the old model: wasted
+        self.done_for = None
+        self._armed = True
+
+    def hold(self, busy: bool) -> None:
+        """The session is (not) computing an embedding: pause (resume) the prefetch."""
+        if busy:
+            self._hold.set()
+        else:
+            self._hold.clear()
+
+    def embedding_ready(self, folder: ImageFolder, target: int | None) -> None:
+        """The image shown has its embedding: start prefetching ``target`` if not done yet.
+
+        Once per image shown (and model): browsing a stack's slices must not embed the
+        next image's slices one by one. The plane prefetched is the one shown now.
+        """
+        segmenter, ref = self.session.segmenter, self.session.current_slice
+        if not self._armed or self.running.worker is not None or segmenter is None:
+            return
+        if ref is None or target is None:
+            return
+        self._armed = False
+        if (target, segmenter.model_id, ref) != self.done_for:
+            self._start(folder, target, segmenter, ref)
+
+    def cancel(self) -> None:
+        """Stop the running prefetch (at its next encoder block)."""
+        self.running.stop()
+        if self.handoff:
+            self._hand_over()
+
+    # -- the worker -----------------------------------------------------------------------
+
+    def _start(self, folder: ImageFolder, index: int, segmenter, ref: SliceRef) -> None:
+        hold = self._hold
+
+        def job():
+            image = folder.load_image(index)
+            # converted as the session will once the image is in the layer
+            rgb = slice_rgb(LayerSnapshot(image, is_rgb(image), display_limits(image)), ref)
+            steps = segmenter.iter_embed(rgb)
+            try:
+                while True:
+                    step = next(steps)
+                    yield step
+                    while hold.is_set():  # the session is embedding: give it the CPU
+                        time.sleep(0.05)
+                        yield step  # lets a cancel through
+            except StopIteration as finished:
+                return image, finished.value
+
+        wanted = (index, segmenter.model_id, ref)
+        running = self.running  # callbacks check it: the panel may be gone by then
+        worker = connected_worker(
+            job,
+            background=True,
+            returned=lambda result: running.alive and self._on_prefetched(worker, wanted, result),
+            errored=lambda error: running.alive and self._on_failed(worker, error),
+            finished=lambda: running.alive and self._on_finished(worker),
+        )
+        running.worker, running.index = worker, index
+        worker.start()
+
+    def _on_prefetched(self, worker, wanted: tuple, result) -> None:
+        if worker is not self.running.worker:
+            return
+        image, _embedding = result
+        self.done_for = wanted
+        if self._shown != wanted[0]:
+            self._image = (wanted[0], image)  # Next need not read it again
+        self._prefetched(wanted[0])
+
+    def _on_failed(self, worker, error: BaseException) -> None:
+        if worker is self.running.worker and not isinstance(error, ImageError):
+            # An unreadable next image is reported when the user gets there.
+            self.session.report(f"prefetching the next embedding failed: {error}", error)
+
+    def _on_finished(self, worker) -> None:
+        if worker is not self.running.worker:
+            return
+        self.running.worker = self.running.index = None
+        if self.handoff:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        # The image shown waited for its prefetch: the session now finds it cached.
+        self.handoff = False
+        self._handed_over()

@@ -1,0 +1,263 @@
+"""The registry: the SAM checkpoints napari-promptseg knows by name, and where they are.
+
+Each :class:`ModelSpec` pins a URL and a hash (Meta's original SAM checkpoints and micro-sam's
+microscopy fine-tunes; see ``docs/models.md``). :func:`fetch_checkpoint` returns a verified
+file, downloading it if needed (:mod:`.download`); :func:`list_models` describes the registry
+for the CLI and the widget. Turning a file into a model is :mod:`.loading`'s job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+from . import download
+from .architectures import BUILDERS
+from .download import HASH_ALGORITHMS, ByteProgress
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A downloadable checkpoint.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, e.g. ``"vit_b"`` or ``"vit_b_lm"``.
+    model_type : str
+        Architecture, a key of :data:`BUILDERS` (``"vit_b"``, ``"vit_l"``, ``"vit_h"``).
+    url : str
+        Where the file is downloaded from.
+    hash : str
+        Pooch-style ``"<algorithm>:<hex digest>"``. sha256 where the publisher gives one;
+        micro-sam only publishes ``xxh128`` hashes (verifying those needs ``xxhash``).
+    filename : str
+        File name in the cache folder (unique across the registry).
+    size_bytes : int or None
+        Exact file size when known; lets a truncated copy be spotted without hashing.
+    description : str
+        One line for users.
+    source : str
+        Who publishes the file and under which licence / where the hash comes from.
+    """
+
+    name: str
+    model_type: str
+    url: str
+    hash: str
+    filename: str
+    size_bytes: int | None
+    description: str
+    source: str
+
+
+_SAM_SOURCE = "Meta AI, github.com/facebookresearch/segment-anything (Apache-2.0)"
+_MICROSAM_SOURCE = (
+    "micro-sam (github.com/computational-cell-analytics/micro-sam), BioImage Model Zoo "
+    "entry {entry}; xxh128 hash as pinned by micro-sam"
+)
+_BIOIMAGEIO = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io"
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Add ``spec`` to :data:`MODELS` after checking it; returns it.
+
+    Raises
+    ------
+    ModelError
+        Unknown model type, malformed hash or file name, or the name is taken (unless
+        ``replace``) or the file name is used by another model.
+    """
+    if spec.model_type not in BUILDERS:
+        raise ModelError(
+            f"model {spec.name!r}: unknown model type {spec.model_type!r}; "
+            f"known types: {', '.join(BUILDERS)}"
+        )
+    algorithm, digest = download.split_hash(spec.hash)
+    if algorithm not in HASH_ALGORITHMS or not re.fullmatch(r"[0-9a-f]+", digest):
+        raise ModelError(
+            f"model {spec.name!r}: hash {spec.hash!r} is not '<algorithm>:<hex digest>' "
+            f"with one of {', '.join(HASH_ALGORITHMS)}"
+        )
+    # a portable whitelist: what is a plain name on Linux (a\\..\\x, C:x) may not be elsewhere
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}", spec.filename or ""):
+        raise ModelError(
+            f"model {spec.name!r}: file name {spec.filename!r} must be a plain name "
+            "(letters, digits, '.', '_', '+', '-')"
+        )
+    if spec.name in MODELS and not replace:
+        raise ModelError(f"a model named {spec.name!r} is already registered")
+    for other in MODELS.values():
+        if other.filename == spec.filename and other.name != spec.name:
+            raise ModelError(
+                f"model {spec.name!r}: file name {spec.filename!r} is used by {other.name!r}"
+            )
+    MODELS[spec.name] = spec
+    return spec
+
+
+for _spec in (
+    ModelSpec(
+        name="vit_b",
+        model_type="vit_b",
+        url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+        hash="sha256:ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+        filename="sam_vit_b_01ec64.pth",
+        size_bytes=375_042_383,
+        description="SAM ViT-B, the original Segment Anything (smallest, fastest; default)",
+        source=_SAM_SOURCE,
+    ),
+    ModelSpec(
+        name="vit_l",
+        model_type="vit_l",
+        url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
+        hash="sha256:3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+        filename="sam_vit_l_0b3195.pth",
+        size_bytes=1_249_524_607,
+        description="SAM ViT-L, the original Segment Anything (larger, slower)",
+        source=_SAM_SOURCE,
+    ),
+    ModelSpec(
+        name="vit_h",
+        model_type="vit_h",
+        url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+        hash="sha256:a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+        filename="sam_vit_h_4b8939.pth",
+        size_bytes=2_564_550_879,
+        description="SAM ViT-H, the original Segment Anything (largest; wants a GPU)",
+        source=_SAM_SOURCE,
+    ),
+    ModelSpec(
+        name="vit_b_lm",
+        model_type="vit_b",
+        url=f"{_BIOIMAGEIO}/diplomatic-bug/1.2/files/vit_b.pt",
+        hash="xxh128:fe9252a29f3f4ea53c15a06de471e186",
+        filename="microsam_vit_b_lm_v1.2.pt",
+        size_bytes=None,
+        description="micro-sam ViT-B fine-tuned for light microscopy (cells, nuclei)",
+        source=_MICROSAM_SOURCE.format(entry="diplomatic-bug v1.2"),
+    ),
+    ModelSpec(
+        name="vit_b_em_organelles",
+        model_type="vit_b",
+        url=f"{_BIOIMAGEIO}/noisy-ox/1.2/files/vit_b.pt",
+        hash="xxh128:f3bf2ed83d691456bae2c3f9a05fb438",
+        filename="microsam_vit_b_em_organelles_v1.2.pt",
+        size_bytes=None,
+        description="micro-sam ViT-B fine-tuned for electron microscopy organelles",
+        source=_MICROSAM_SOURCE.format(entry="noisy-ox v1.2"),
+    ),
+    ModelSpec(
+        name="vit_l_lm",
+        model_type="vit_l",
+        url=f"{_BIOIMAGEIO}/idealistic-rat/1.2/files/vit_l.pt",
+        hash="xxh128:017f20677997d628426dec80a8018f9d",
+        filename="microsam_vit_l_lm_v1.2.pt",
+        size_bytes=None,
+        description="micro-sam ViT-L fine-tuned for light microscopy (cells, nuclei)",
+        source=_MICROSAM_SOURCE.format(entry="idealistic-rat v1.2"),
+    ),
+    ModelSpec(
+        name="vit_l_em_organelles",
+        model_type="vit_l",
+        url=f"{_BIOIMAGEIO}/humorous-crab/1.2/files/vit_l.pt",
+        hash="xxh128:810b084b6e51acdbf760a993d8619f2d",
+        filename="microsam_vit_l_em_organelles_v1.2.pt",
+        size_bytes=None,
+        description="micro-sam ViT-L fine-tuned for electron microscopy organelles",
+        source=_MICROSAM_SOURCE.format(entry="humorous-crab v1.2"),
+    ),
+):
+    register_model(_spec)
+del _spec
+
+DEFAULT_MODEL = "vit_b"
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registry entry for ``name``; ``ModelError`` listing the known names otherwise."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ModelError(
+            f"unknown model {name!r}; known models: {', '.join(MODELS)} "
+            "(or load a local checkpoint file)"
+        ) from None
+
+
+def checkpoint_path(name: str) -> Path:
+    """Where model ``name``'s checkpoint is (or will be) stored in :func:`cache_dir`."""
+    return download.spec_path(get_spec(name))
+
+
+def is_cached(name: str) -> bool:
+    """Whether model ``name``'s file is in the cache with the right size (not hashed)."""
+    return download.is_spec_cached(get_spec(name))
+
+
+def fetch_checkpoint(
+    name: str,
+    *,
+    progress: bool | ByteProgress = True,
+    offline: bool = False,
+    url: str | None = None,
+) -> Path:
+    """Return the path of model ``name``'s verified checkpoint, downloading it if needed.
+
+    Parameters
+    ----------
+    name : str
+        A registry name (see :data:`MODELS`).
+    progress : bool or callable
+        ``True``: a tqdm bar on stderr; ``False``: silent; a callable
+        ``(bytes_done, bytes_total) -> None`` is called as data arrives (``bytes_total`` is 0
+        if unknown). An exception raised by the callable (e.g. ``Cancelled``) aborts the
+        download and leaves nothing in the cache.
+    offline : bool
+        Never touch the network (also set by ``NAPARI_PROMPTSEG_OFFLINE=1``).
+    url : str, optional
+        Download from here instead of the registry URL (the hash is still checked). The
+        ``NAPARI_PROMPTSEG_MIRROR`` environment variable does the same for every model.
+
+    Raises
+    ------
+    ModelError
+        Unknown name; hash mismatch (names both hashes and the URL); unwritable cache.
+    CheckpointNotAvailable
+        Offline or the download failed; the message says which file to put where.
+    """
+    return download.fetch_spec(get_spec(name), progress=progress, offline=offline, url=url)
+
+
+def list_models() -> list[dict[str, Any]]:
+    """One row per registry model, for the CLI and the widget's model menu.
+
+    Keys: ``name``, ``model_type``, ``size`` (bytes, int or None if unpublished),
+    ``size_text`` (e.g. ``"358 MiB"`` or ``"unknown"``), ``cached`` (bool: file present with
+    the right size; not hashed), ``path`` (str), ``description``.
+    """
+    return [
+        {
+            "name": spec.name,
+            "model_type": spec.model_type,
+            "size": spec.size_bytes,
+            "size_text": _human_size(spec.size_bytes),
+            "cached": download.is_spec_cached(spec),
+            "path": str(download.spec_path(spec)),
+            "description": spec.description,
+        }
+        for spec in MODELS.values()
+    ]
+
+
+def _human_size(size: int | None) -> str:
+    if size is None:
+        return "unknown"
+    if size >= 1 << 30:
+        return f"{size / (1 << 30):.1f} GiB"
+    return f"{size / (1 << 20):.0f} MiB"

@@ -1,0 +1,143 @@
+"""The engine: one SAM model, its embedding cache and its decoder, behind four calls.
+
+    >>> from napari_promptseg.core import PromptSegmenter, Prompts, to_rgb_uint8
+    >>> seg = PromptSegmenter.load("vit_b")                  # or a local checkpoint
+    >>> rgb = to_rgb_uint8(image, contrast_limits=(0, 4000))
+    >>> embedding = seg.embed(rgb)                           # slow once, cached after
+    >>> result = seg.predict(embedding, Prompts.from_points([[120, 40]]))
+    >>> result.mask, result.iou[result.best]
+
+No Qt, no napari: the plugin drives the same object from worker threads, the CLI and
+scripts call it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+
+import numpy as np
+
+from .decode import DecodeResult, SamDecoder
+from .embedding import (
+    EmbeddingCache,
+    EmbeddingKey,
+    ImageEmbedding,
+    check_rgb,
+    iter_encode,
+    run_steps,
+)
+from .image import image_fingerprint
+from .prompts import Prompts
+
+
+class PromptSegmenter:
+    """Segment anything with prompts, reusing embeddings.
+
+    Parameters
+    ----------
+    sam
+        A segment_anything ``Sam`` in eval mode, on its device.
+    model_id
+        A stable identity of the weights; part of every embedding key.
+    cache
+        Shared in-memory cache; a new 1 GiB one by default.
+    store
+        Optional on-disk store with ``load(key) -> ImageEmbedding | None`` and
+        ``save(embedding)``: embeddings found there are not recomputed.
+    """
+
+    def __init__(
+        self,
+        sam,
+        model_id: str,
+        *,
+        cache: EmbeddingCache | None = None,
+        store=None,
+        name: str | None = None,
+    ) -> None:
+        self.sam = sam
+        self.model_id = model_id
+        self.name = name or model_id
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self.store = store
+        self.decoder = SamDecoder(sam)
+        self.encoder_calls = 0  # how many times the image encoder really ran
+        self._count_lock = threading.Lock()
+
+    @classmethod
+    def from_model(cls, model, **kwargs) -> PromptSegmenter:
+        """Wrap a :class:`~napari_promptseg.core.models.loading.LoadedModel`."""
+        return cls(model.sam, model.model_id, name=model.name, **kwargs)
+
+    @classmethod
+    def load(cls, name: str | None = None, **kwargs) -> PromptSegmenter:
+        """Load a model by registry name or checkpoint (see ``core.models.load_model``)."""
+        from ..models.loading import load_model
+
+        cache = kwargs.pop("cache", None)
+        store = kwargs.pop("store", None)
+        return cls.from_model(load_model(name, **kwargs), cache=cache, store=store)
+
+    # -- embeddings -----------------------------------------------------------------------
+
+    def key_for(self, rgb: np.ndarray) -> EmbeddingKey:
+        return EmbeddingKey(image_fingerprint(rgb), self.model_id)
+
+    def cached(self, rgb: np.ndarray, key: EmbeddingKey | None = None) -> ImageEmbedding | None:
+        """The embedding of ``rgb`` from memory or the disk store, without computing it."""
+        key = key or self.key_for(rgb)
+        embedding = self.cache.get(key)
+        if embedding is None and self.store is not None:
+            embedding = self.store.load(key, device=self.sam.device)
+            if embedding is not None:
+                self.cache.put(embedding)
+        return embedding
+
+    def iter_embed(self, rgb: np.ndarray) -> Generator[tuple[int, int], None, ImageEmbedding]:
+        """Embed ``rgb`` (H, W, 3 uint8), yielding (done, total) progress; returns the embedding.
+
+        A cached embedding is returned without yielding. Closing the generator early
+        cancels the computation.
+        """
+        key = self.key_for(rgb)
+        embedding = self.cached(rgb, key)
+        if embedding is not None:
+            return embedding
+        check_rgb(rgb)  # refused input is not an encoder run
+        with self._count_lock:
+            self.encoder_calls += 1
+        embedding = yield from iter_encode(self.sam, rgb, self.model_id)
+        embedding.metadata["model"] = self.name
+        self.cache.put(embedding)
+        if self.store is not None:
+            self.store.save(embedding)
+        return embedding
+
+    def embed(
+        self,
+        rgb: np.ndarray,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        prepare: bool = True,
+    ) -> ImageEmbedding:
+        """Embed ``rgb`` in one call (cached). ``prepare`` also readies the decoder for it."""
+        embedding = run_steps(self.iter_embed(rgb), progress, should_cancel)
+        if prepare:
+            self.decoder.prepare(embedding)
+        return embedding
+
+    # -- masks ----------------------------------------------------------------------------
+
+    def predict(
+        self, embedding: ImageEmbedding, prompts: Prompts, multimask: bool | None = None
+    ) -> DecodeResult:
+        """Masks for ``prompts`` (napari (row, col) frame) on an embedded image."""
+        return self.decoder.predict(embedding, prompts, multimask=multimask)
+
+    def segment(
+        self, rgb: np.ndarray, prompts: Prompts, multimask: bool | None = None
+    ) -> DecodeResult:
+        """Embed (cached) and predict in one call."""
+        return self.predict(self.embed(rgb), prompts, multimask=multimask)

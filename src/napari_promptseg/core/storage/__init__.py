@@ -1,0 +1,12 @@
+"""Files: everything the engine reads from or writes to disk.
+
+* :mod:`.files` — atomic writes (never half a file);
+* :mod:`.readers` — images and prompt tables (CLI input);
+* :mod:`.export` — label images and objects tables; :mod:`.coco` — COCO JSON with RLE masks;
+* :mod:`.store` — embeddings on disk, content-addressed;
+* :mod:`.autosave` — crash recovery of the labels being annotated;
+* :mod:`.folder`, :mod:`.folder_progress` — folders of images annotated one after another.
+
+Modules are imported on use (``from napari_promptseg.core.storage.export import ...``), so
+reading a tif does not import the COCO encoder.
+"""

@@ -1,0 +1,53 @@
+"""Writing files so that a failure never leaves half a file.
+
+:func:`atomic_write` is how every file of ours reaches the disk (label images, tables,
+embedding entries, autosaves, progress files): the data goes to a temporary file in the
+target folder, is flushed, then renamed over the target in one step. An interrupted or
+failed write leaves the previous file as it was and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from ..errors import ExportError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    Raises
+    ------
+    ExportError
+        The folder is missing or unwritable, the disk is full, or ``write`` failed. The
+        previous file at ``path`` (if any) is untouched and no temporary file is left.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ExportError(f"cannot write {path}: the folder {folder} does not exist.")
+    if path.is_dir():
+        raise ExportError(f"cannot write {path}: it is a folder.")
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc} (folder {folder}).") from exc
+    try:
+        os.close(handle)
+        with open(temp_name, "wb") as file:  # by name: tifffile wants a named file
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        if isinstance(exc, OSError):
+            raise ExportError(f"cannot write {path}: {exc.strerror or exc}.") from exc
+        raise
+    return path
