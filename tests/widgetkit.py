@@ -22,7 +22,7 @@ def open_widget(
 ):
     """The dock widget on ``viewer`` using ``sam`` (or ``segmenter``); waits for the embedding
     if an image is added."""
-    from napari_promptseg._napari._qt.widget import PromptSegWidget
+    from napari_promptseg._qt.widget import PromptSegWidget
     from napari_promptseg.core import PromptSegmenter
 
     if add_image:

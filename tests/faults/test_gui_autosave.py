@@ -13,7 +13,7 @@ from faultkit import commit_one, wait_problem, watch_problems
 from widgetkit import WAIT_MS, open_widget, sample_image
 
 from napari_promptseg._napari import objects
-from napari_promptseg._napari._qt.panels.autosave import AutosavePanel
+from napari_promptseg._qt.panels.autosave import AutosavePanel
 from napari_promptseg.core.storage.autosave import find_autosaves, load_autosave
 
 

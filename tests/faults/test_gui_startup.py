@@ -29,7 +29,7 @@ def test_widget_start_up_without_a_cached_model_stays_offline(
     cache = cache_dir()
     assert not cache.exists() or not any(cache.iterdir())
 
-    from napari_promptseg._napari._qt.widget import PromptSegWidget
+    from napari_promptseg._qt.widget import PromptSegWidget
 
     viewer = make_napari_viewer()
     viewer.add_image(sample_image(), name="image")

@@ -18,7 +18,7 @@ import pytest
 from widgetkit import WAIT_MS, open_widget, points_layer, wait_embedded
 
 from napari_promptseg._napari import objects
-from napari_promptseg._napari._qt.panels.autosave import AutosavePanel
+from napari_promptseg._qt.panels.autosave import AutosavePanel
 from napari_promptseg.core.storage.autosave import load_autosave
 
 CYCLES = 500

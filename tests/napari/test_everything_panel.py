@@ -7,7 +7,7 @@ import pytest
 from widgetkit import WAIT_MS, add_point_and_wait, open_widget, sample_image
 
 from napari_promptseg._napari import objects
-from napari_promptseg._napari._qt.panels.everything import EverythingPanel
+from napari_promptseg._qt.panels.everything import EverythingPanel
 from napari_promptseg.core import PromptSegmenter, to_rgb_uint8
 from napari_promptseg.core.workflows.everything.generator import (
     confidence_order,

@@ -9,7 +9,7 @@ import tifffile
 from qtpy.QtCore import QThreadPool
 from widgetkit import WAIT_MS, add_point_and_wait, open_widget, sample_image, wait_embedded
 
-from napari_promptseg._napari._qt.panels.folder import FolderPanel
+from napari_promptseg._qt.panels.folder import FolderPanel
 from napari_promptseg.core import PromptSegmenter, to_rgb_uint8
 from napari_promptseg.core.storage.export import read_objects_csv
 from napari_promptseg.testing import build_tiny_sam, make_slow

@@ -13,8 +13,8 @@ import pytest
 from widgetkit import WAIT_MS, wait_embedded
 
 from napari_promptseg._napari import objects
-from napari_promptseg._napari._qt.panels.propagation import PropagationPanel
-from napari_promptseg._napari._qt.widget import PromptSegWidget
+from napari_promptseg._qt.panels.propagation import PropagationPanel
+from napari_promptseg._qt.widget import PromptSegWidget
 from napari_promptseg.core import DecodeResult, PromptSegmenter, to_rgb_uint8
 from napari_promptseg.testing import build_tiny_sam, make_slow
 

@@ -19,7 +19,7 @@ def viewer(make_napari_viewer):
 
 
 def test_gui_keeps_running_while_the_embedding_computes(viewer, qtbot):
-    from napari_promptseg._napari._qt.widget import PromptSegWidget
+    from napari_promptseg._qt.widget import PromptSegWidget
 
     slow = make_slow(build_tiny_sam(), seconds_per_block=1.0)  # about 2 s of "compute"
     viewer.add_image(sample_image(), name="image")

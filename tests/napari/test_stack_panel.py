@@ -7,8 +7,8 @@ import pytest
 from qtpy.QtCore import Qt
 from widgetkit import WAIT_MS, open_widget
 
-from napari_promptseg._napari._qt.panels.stack import StackPanel
-from napari_promptseg._napari._qt.panels.store import StorePanel
+from napari_promptseg._qt.panels.stack import StackPanel
+from napari_promptseg._qt.panels.store import StorePanel
 from napari_promptseg.core import PromptSegmenter
 from napari_promptseg.core.storage.store import EmbeddingStore
 from napari_promptseg.testing import build_tiny_sam, make_slow

@@ -1,6 +1,6 @@
 """Decoding in the session: prompts on the layers → masks, newest request wins.
 
-A mixin of :class:`~napari_promptseg._napari._qt.session.SegmentationSession`. Decoding runs on
+A mixin of :class:`~napari_promptseg._qt.session.SegmentationSession`. Decoding runs on
 a :class:`~napari_promptseg.core.latest.LatestOnlyRunner`; a result is shown only if it
 belongs to the image, slice and model in view and to the prompts now on the layers. A
 left click starts decoding at mouse press, with the point napari adds on release.

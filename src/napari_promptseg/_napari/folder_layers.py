@@ -12,12 +12,34 @@ import numpy as np
 
 from . import layers as prompt_layers
 from . import objects
-from ._qt.panels.folder_prefetch import display_limits, is_rgb
 
 # In the image layer's metadata: which file it shows. Not prompt_layers.TAG, which marks
 # the plugin's prompt and output layers (the session keeps those selected).
 FILE_KEY = "promptseg_folder_image"
 _LAYER_KEYS = (prompt_layers.TAG, "promptseg_colormap")  # labels metadata kept across images
+
+
+def is_rgb(image: np.ndarray) -> bool:
+    """Whether the last axis of a read image is colour (3 or 4 values)."""
+    return image.ndim >= 3 and image.shape[-1] in (3, 4)
+
+
+def display_limits(image: np.ndarray) -> tuple[float, float]:
+    """Contrast limits the panel gives every image: napari's default rule, on all the data.
+
+    uint8 → (0, 255); otherwise the finite min and max ((min(v, 0), max(v, 1)) if flat).
+    The prefetch uses the same limits, so its embedding is the one the session asks for.
+    """
+    if image.dtype == np.uint8:
+        return (0.0, 255.0)
+    values = np.asarray(image, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return (0.0, 1.0)
+    low, high = float(finite.min()), float(finite.max())
+    if low == high:
+        low, high = min(low, 0.0), max(high, 1.0)
+    return (low, high)
 
 
 def show_image(viewer, layer, image: np.ndarray, name: str, path: str):

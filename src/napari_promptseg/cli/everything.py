@@ -67,7 +67,7 @@ def register(commands) -> None:
 
 def params_from_args(args):
     """The :class:`EverythingParams` of the given flags (defaults for the others), validated."""
-    from ..core.workflows.everything.generator import EverythingParams
+    from ..core.workflows.everything import EverythingParams
 
     given = {dest: getattr(args, dest) for _f, dest, _k, _h in PARAMETERS}
     params = EverythingParams(**{k: v for k, v in given.items() if v is not None})

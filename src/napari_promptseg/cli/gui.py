@@ -21,7 +21,7 @@ def register(commands) -> None:
 def run_gui(args) -> int:
     import napari
 
-    from .._napari._qt.widget import PromptSegWidget
+    from .._qt.widget import PromptSegWidget
     from .._sample_data import make_sample_cells
     from ..core.errors import ImageError
 

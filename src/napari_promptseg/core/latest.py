@@ -82,7 +82,7 @@ class LatestOnlyRunner:
             with self._condition:
                 while self._pending is None and not self._closed:
                     self._condition.wait()
-                if self._closed:
+                if self._closed or self._pending is None:
                     return
                 ticket, job = self._pending
                 self._pending = None

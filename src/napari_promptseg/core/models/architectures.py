@@ -14,8 +14,13 @@ from typing import Any
 
 import torch
 from segment_anything import build_sam_vit_b, build_sam_vit_h, build_sam_vit_l
+from segment_anything.modeling import Sam
 
 from .tiny import TINY_MODEL_TYPE, build_tiny_sam
+
+#: The model type the engine runs: segment_anything's ``Sam`` (image encoder, prompt encoder,
+#: mask decoder) in eval mode on its device.
+SamModel = Sam
 
 #: model type -> function building an empty SAM of that architecture (no checkpoint).
 BUILDERS: dict[str, Callable[..., Any]] = {

@@ -105,12 +105,13 @@ def load_model(
     else:
         path = Path(checkpoint).expanduser()
         state = load_state_dict(path)  # names the path if it is missing
-        mtype = model_type or infer_model_type(state)
-        if mtype is None:
+        inferred = model_type or infer_model_type(state)
+        if inferred is None:
             raise ModelError(
                 f"cannot tell which SAM architecture checkpoint {path} is; pass model_type= "
                 f"one of {', '.join(BUILDERS)}"
             )
+        mtype = inferred
         if mtype not in BUILDERS:
             raise ModelError(f"unknown model type {mtype!r}; known types: {', '.join(BUILDERS)}")
         sam = _build(mtype, state, path)

@@ -14,12 +14,13 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from segment_anything.modeling import Sam
 
 TINY_MODEL_TYPE = "vit_tiny"
 _EMBED_DIM = 32  # prompt/transformer width (256 in the real models)
 
 
-def build_tiny_sam(checkpoint: str | os.PathLike | None = None, *, seed: int = 0):
+def build_tiny_sam(checkpoint: str | os.PathLike | None = None, *, seed: int = 0) -> Sam:
     """Build the tiny SAM; with ``checkpoint`` the weights are loaded from that file instead.
 
     The signature matches segment_anything's ``build_sam_vit_*`` builders so the tiny model

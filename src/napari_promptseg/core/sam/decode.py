@@ -24,10 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from segment_anything.modeling.transformer import Attention
 from segment_anything.utils.amg import calculate_stability_score
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as F
 
+from ..models.architectures import SamModel
 from .embedding import EmbeddingKey, ImageEmbedding
 from .prompts import Prompts, SamPrompts, to_sam_prompts
 
@@ -97,7 +99,7 @@ class SamDecoder:
         the shown image's state and make its next click pay for it again.
     """
 
-    def __init__(self, sam, prepared_slots: int = 8) -> None:
+    def __init__(self, sam: SamModel, prepared_slots: int = 8) -> None:
         self.sam = sam
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self._prepared: OrderedDict[int, tuple[ImageEmbedding, PreparedImage]] = OrderedDict()
@@ -238,7 +240,7 @@ class SamDecoder:
 
 
 def run_transformer(
-    sam, prepared: PreparedImage, sparse: torch.Tensor
+    sam: SamModel, prepared: PreparedImage, sparse: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``MaskDecoder.predict_masks`` up to the transformer output, for B prompt sets.
 
@@ -289,7 +291,7 @@ def run_transformer(
     return transformer.norm_final_attn(queries), keys
 
 
-def mask_logits(sam, hs: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+def mask_logits(sam: SamModel, hs: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """The rest of ``MaskDecoder.predict_masks``: (B, 4, 256, 256) logits of all mask tokens.
 
     ``hs`` and ``keys`` are :func:`run_transformer`'s output tokens and image tokens.
@@ -309,7 +311,10 @@ def mask_logits(sam, hs: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
 
 
 def upscale_logits(
-    sam, low_res: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
+    sam: SamModel,
+    low_res: torch.Tensor,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
 ) -> torch.Tensor:
     """``Sam.postprocess_masks`` without computing the padding it crops away.
 
@@ -330,7 +335,7 @@ def upscale_logits(
     return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
 
 
-def attend(attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def attend(attention: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``segment_anything`` Attention.forward after the q/k/v projections.
 
     ``q``, ``k``, ``v`` are (B, heads, tokens, C / heads), as ``_separate_heads`` makes them.

@@ -22,6 +22,7 @@ import torch
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..errors import Cancelled, ImageError
+from ..models.architectures import SamModel
 from .image import image_fingerprint
 
 ProgressCallback = Callable[[int, int], None]  # (blocks done, blocks total)
@@ -64,7 +65,7 @@ class ImageEmbedding:
         return self.features.element_size() * self.features.nelement()
 
 
-def resize_for_sam(sam, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+def resize_for_sam(sam: SamModel, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
     """Resize and normalise an (H, W, 3) uint8 image exactly as ``SamPredictor.set_image`` does.
 
     Returns the padded, normalised (1, 3, S, S) tensor on the model device (S = 1024) and
@@ -80,7 +81,7 @@ def resize_for_sam(sam, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]
 
 
 def iter_encode(
-    sam, rgb: np.ndarray, model_id: str
+    sam: SamModel, rgb: np.ndarray, model_id: str
 ) -> Generator[tuple[int, int], None, ImageEmbedding]:
     """Encode ``rgb`` block by block, yielding (done, total) after each step.
 
@@ -113,7 +114,7 @@ def iter_encode(
 
 
 def encode(
-    sam,
+    sam: SamModel,
     rgb: np.ndarray,
     model_id: str,
     *,

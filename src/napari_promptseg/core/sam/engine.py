@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator
+from typing import Any, Protocol
 
 import numpy as np
+import torch
 
+from ..models.architectures import SamModel
+from ..models.loading import LoadedModel, load_model
 from .decode import DecodeResult, SamDecoder
 from .embedding import (
     EmbeddingCache,
@@ -29,6 +33,21 @@ from .embedding import (
 )
 from .image import image_fingerprint
 from .prompts import Prompts
+
+
+class EmbeddingStoreLike(Protocol):
+    """An embedding store on disk (:class:`~napari_promptseg.core.storage.store.EmbeddingStore`
+    or any object with these methods): asked before encoding, given every new embedding."""
+
+    def __contains__(self, key: object) -> bool:
+        """Whether an entry for ``key`` is present (cheap: no reading, no validation)."""
+        ...
+
+    def load(
+        self, key: EmbeddingKey, device: torch.device | str | None = None
+    ) -> ImageEmbedding | None: ...
+
+    def save(self, embedding: ImageEmbedding) -> object: ...
 
 
 class PromptSegmenter:
@@ -49,11 +68,11 @@ class PromptSegmenter:
 
     def __init__(
         self,
-        sam,
+        sam: SamModel,
         model_id: str,
         *,
         cache: EmbeddingCache | None = None,
-        store=None,
+        store: EmbeddingStoreLike | None = None,
         name: str | None = None,
     ) -> None:
         self.sam = sam
@@ -66,15 +85,13 @@ class PromptSegmenter:
         self._count_lock = threading.Lock()
 
     @classmethod
-    def from_model(cls, model, **kwargs) -> PromptSegmenter:
+    def from_model(cls, model: LoadedModel, **kwargs: Any) -> PromptSegmenter:
         """Wrap a :class:`~napari_promptseg.core.models.loading.LoadedModel`."""
         return cls(model.sam, model.model_id, name=model.name, **kwargs)
 
     @classmethod
-    def load(cls, name: str | None = None, **kwargs) -> PromptSegmenter:
+    def load(cls, name: str | None = None, **kwargs: Any) -> PromptSegmenter:
         """Load a model by registry name or checkpoint (see ``core.models.load_model``)."""
-        from ..models.loading import load_model
-
         cache = kwargs.pop("cache", None)
         store = kwargs.pop("store", None)
         return cls.from_model(load_model(name, **kwargs), cache=cache, store=store)

@@ -20,10 +20,11 @@ interactive loop does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import PromptError
 
@@ -93,12 +94,14 @@ class Prompts:
         object.__setattr__(self, "scribbles", tuple(self.scribbles))
 
     @classmethod
-    def from_points(cls, points: Sequence, labels: Sequence | None = None, **kwargs) -> Prompts:
+    def from_points(
+        cls, points: ArrayLike, labels: ArrayLike | None = None, **kwargs: Any
+    ) -> Prompts:
         """Points in (row, col); labels default to all positive."""
-        points = np.asarray(points, dtype=float).reshape(-1, 2)
+        rows_cols = np.asarray(points, dtype=float).reshape(-1, 2)
         if labels is None:
-            labels = np.ones(len(points), dtype=int)
-        return cls(points=points, labels=labels, **kwargs)
+            labels = np.ones(len(rows_cols), dtype=int)
+        return cls(points=rows_cols, labels=np.asarray(labels), **kwargs)
 
     def same_as(self, other: Prompts | None) -> bool:
         """Whether ``other`` holds exactly the same prompts (so decodes to the same masks)."""
@@ -108,20 +111,21 @@ class Prompts:
             np.array_equal(self.points, other.points) and np.array_equal(self.labels, other.labels)
         ):
             return False
-        if (self.box is None) != (other.box is None) or (
-            self.box is not None and not np.array_equal(self.box, other.box)
-        ):
+        if self.box is None or other.box is None:
+            if (self.box is None) != (other.box is None):
+                return False
+        elif not np.array_equal(self.box, other.box):
             return False
         if len(self.scribbles) != len(other.scribbles) or any(
             a.positive != b.positive or not np.array_equal(a.path, b.path)
             for a, b in zip(self.scribbles, other.scribbles, strict=True)
         ):
             return False
-        if (self.mask_input is None) != (other.mask_input is None):
-            return False
-        return self.mask_input is None or np.array_equal(self.mask_input, other.mask_input)
+        if self.mask_input is None or other.mask_input is None:
+            return self.mask_input is None and other.mask_input is None
+        return np.array_equal(self.mask_input, other.mask_input)
 
-    def with_point(self, row_col, label: int) -> Prompts:
+    def with_point(self, row_col: ArrayLike, label: int) -> Prompts:
         """These prompts plus one point (row, col) with ``label``."""
         return Prompts(
             points=np.vstack([self.points, np.asarray(row_col, dtype=float).reshape(1, 2)]),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,8 @@ def labels_to_coco(
     category_ids = {name: i + 1 for i, name in enumerate(names)}
 
     height, width = labels.shape[-2:]
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for plane_index in np.ndindex(labels.shape[:-2]):
         objects = list(_objects(labels[plane_index]))
         if not objects and labels.ndim > 2 and not all_planes:
@@ -203,7 +204,7 @@ def write_coco_json(
     return atomic_write(path, lambda file: file.write(payload))
 
 
-def _objects(plane: np.ndarray):
+def _objects(plane: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     """(label id, sorted column-major pixel positions) of every object in an (H, W) plane."""
     flat = plane.ravel(order="F")
     positions = np.flatnonzero(flat)
@@ -233,7 +234,7 @@ def _rle(positions: np.ndarray, height: int, width: int) -> dict[str, Any]:
     return {"size": [int(height), int(width)], "counts": compress_counts(counts)}
 
 
-def _rows_by_id(rows) -> dict[int, Mapping[str, Any]]:
+def _rows_by_id(rows: Iterable[Mapping[str, Any]] | None) -> dict[int, Mapping[str, Any]]:
     by_id: dict[int, Mapping[str, Any]] = {}
     for row in rows or ():
         try:
@@ -244,7 +245,7 @@ def _rows_by_id(rows) -> dict[int, Mapping[str, Any]]:
     return by_id
 
 
-def _number(value) -> float | None:
+def _number(value: Any) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 
 from ..errors import ImageError, PromptError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+Row: TypeAlias = dict[str, str]  # one CSV row, header names lower-cased
+PathLike: TypeAlias = str | os.PathLike
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -67,7 +71,7 @@ def read_prompt_tables(
     """
     groups: dict[tuple[str, tuple[int, ...]], ObjectPrompts] = {}
 
-    def group(row, path, line) -> ObjectPrompts:
+    def group(row: Row, path: PathLike | None, line: int) -> ObjectPrompts:
         plane = tuple(_index(row, axis, path, line) for axis in axes)
         key = (row["object"], plane)
         return groups.setdefault(key, ObjectPrompts(row["object"], plane))
@@ -91,18 +95,21 @@ def read_prompt_tables(
                 f"{boxes_csv}, line {line}: object {row['object']!r} has a second box{where}; "
                 "one box per object and plane."
             )
-        obj.box = tuple(_number(row, k, boxes_csv, line) for k in ("row0", "col0", "row1", "col1"))
+        row0, col0, row1, col1 = (
+            _number(row, k, boxes_csv, line) for k in ("row0", "col0", "row1", "col1")
+        )
+        obj.box = (row0, col0, row1, col1)
     return list(groups.values())
 
 
-def _index(row, column, path, line) -> int:
+def _index(row: Row, column: str, path: PathLike | None, line: int) -> int:
     value = _number(row, column, path, line)
     if value != int(value) or value < 0:
         raise PromptError(f"{path}, line {line}: {column} {row[column]!r} is not a plane index.")
     return int(value)
 
 
-def _rows(path, required):
+def _rows(path: PathLike | None, required: Sequence[str]) -> Iterator[tuple[Row, int]]:
     if path is None:
         return
     path = Path(path)
@@ -125,7 +132,7 @@ def _rows(path, required):
             yield row, line
 
 
-def _number(row, column, path, line) -> float:
+def _number(row: Row, column: str, path: PathLike | None, line: int) -> float:
     try:
         value = float(row[column])
     except (TypeError, ValueError):

@@ -11,13 +11,15 @@ block, so cancelling never waits for a whole plane.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Hashable, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from itertools import product
+from typing import Any, overload
 
 import numpy as np
 
 from ..errors import ImageError, PromptSegError
+from ..sam.engine import PromptSegmenter
 from ..sam.image import ContrastLimits, to_rgb_uint8
 
 PlaneLabel = tuple[int, ...]  # indices of the non-spatial axes, () for a 2D image
@@ -66,7 +68,15 @@ class StackPlanes(Sequence[tuple[PlaneLabel, np.ndarray]]):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    @overload
+    def __getitem__(self, index: int) -> tuple[PlaneLabel, np.ndarray]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[PlaneLabel, np.ndarray]]: ...
+
+    def __getitem__(
+        self, index: int | slice
+    ) -> tuple[PlaneLabel, np.ndarray] | list[tuple[PlaneLabel, np.ndarray]]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         label = self.labels[index]
@@ -206,7 +216,7 @@ def napari_data_range(data: np.ndarray, *, rgb: bool = False) -> ContrastLimits:
     return low, high
 
 
-def _finite_extreme(values: np.ndarray, reduce, empty: float) -> float:
+def _finite_extreme(values: np.ndarray, reduce: Callable[[np.ndarray], Any], empty: float) -> float:
     value = reduce(values)
     if not np.isfinite(value):
         finite = values[np.isfinite(values)]
@@ -215,7 +225,7 @@ def _finite_extreme(values: np.ndarray, reduce, empty: float) -> float:
 
 
 def iter_embed_planes(
-    segmenter,
+    segmenter: PromptSegmenter,
     planes: Iterable[tuple[Hashable, np.ndarray]],
     *,
     total: int | None = None,
@@ -243,7 +253,7 @@ def iter_embed_planes(
     if total is None:
         if not isinstance(planes, Sized):
             planes = list(planes)
-        total = len(planes)  # type: ignore[arg-type]
+        total = len(planes)
     done = computed = 0
     for label, rgb in planes:
         steps = segmenter.iter_embed(rgb)
@@ -268,7 +278,7 @@ def iter_embed_planes(
 
 
 def cached_planes(
-    segmenter, planes: Iterable[tuple[Hashable, np.ndarray]]
+    segmenter: PromptSegmenter, planes: Iterable[tuple[Hashable, np.ndarray]]
 ) -> Iterator[tuple[Hashable, bool]]:
     """``(label, cached)`` for every plane: whether its embedding is in memory or on disk.
 

@@ -15,7 +15,6 @@ with less work (see :mod:`core.everything`, which drives them crop by crop):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,10 +27,9 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms
 
 from ...sam.decode import mask_logits, run_transformer, upscale_logits
-
-if TYPE_CHECKING:
-    from ...sam.embedding import ImageEmbedding
-    from .generator import EverythingParams
+from ...sam.embedding import ImageEmbedding
+from ...sam.engine import PromptSegmenter
+from .params import EverythingParams
 
 Box = tuple[int, int, int, int]  # (row0, col0, row1, col1), end exclusive
 
@@ -118,7 +116,7 @@ class CropMasks:
 
 
 def process_batch(
-    segmenter,
+    segmenter: PromptSegmenter,
     embedding: ImageEmbedding,
     points: np.ndarray,
     out: CropMasks,

@@ -40,14 +40,16 @@ cached like any other slice; the start plane needs none (its mask is given).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import ndimage
 
 from ...errors import Cancelled, ImageError, PromptError
+from ...sam.embedding import ImageEmbedding
+from ...sam.engine import PromptSegmenter
 from ...sam.prompts import Prompts
 
 Direction = Literal["both", "forward", "backward"]
@@ -179,7 +181,7 @@ def prompts_from_mask(
 
 
 def iter_propagate(
-    segmenter,
+    segmenter: PromptSegmenter,
     plane_rgb: Callable[[int], np.ndarray],
     start_index: int,
     start_mask: np.ndarray,
@@ -296,14 +298,14 @@ def iter_propagate(
 
 
 def propagate(
-    segmenter,
+    segmenter: PromptSegmenter,
     plane_rgb: Callable[[int], np.ndarray],
     start_index: int,
     start_mask: np.ndarray,
     *,
     progress: Callable[[PropagationStep], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> Propagation:
     """:func:`iter_propagate` in one call; ``should_cancel()`` is polled at every step.
 
@@ -325,7 +327,7 @@ def propagate(
         return finished.value
 
 
-def format_ranges(indices) -> str:
+def format_ranges(indices: Iterable[int]) -> str:
     """Sorted integers as compact ranges: [0, 1, 2, 5, 7, 8] → ``"0-2,5,7-8"``."""
     values = sorted({int(i) for i in indices})
     parts: list[str] = []
@@ -345,7 +347,9 @@ def _runs(values: list[int]) -> Iterator[list[int]]:
         yield run
 
 
-def _embed(segmenter, rgb, done: int, total: int, index: int, walk: str):
+def _embed(
+    segmenter: PromptSegmenter, rgb: np.ndarray, done: int, total: int, index: int, walk: str
+) -> Generator[PropagationStep, None, ImageEmbedding]:
     """``segmenter.iter_embed`` with its (done, total) mapped into the overall progress."""
     steps = segmenter.iter_embed(rgb)
     try:
@@ -395,7 +399,14 @@ def _planes_in(walk: str, start: int, n_planes: int, max_steps: int | None) -> l
 
 
 def _check_args(
-    start_mask, start_index, n_planes, direction, min_iou, max_steps, area_change, min_overlap
+    start_mask: np.ndarray,
+    start_index: int,
+    n_planes: int,
+    direction: str,
+    min_iou: float,
+    max_steps: int | None,
+    area_change: float,
+    min_overlap: float,
 ) -> np.ndarray:
     mask = np.asarray(start_mask)
     if mask.ndim != 2:

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ...errors import ImageError, PromptError
 
@@ -155,8 +156,8 @@ class TileGrid:
 
     def tiles_at(self, point: Sequence[float]) -> list[Tile]:
         """Every tile a (row, col) point lies on (more than one in overlaps)."""
-        point = np.asarray(point, dtype=float).reshape(1, 2)
-        return [t for t in self if t.contains(point)[0]]
+        xy = np.asarray(point, dtype=float).reshape(1, 2)
+        return [t for t in self if t.contains(xy)[0]]
 
     def tiles_of_box(self, box: Sequence[float]) -> list[Tile]:
         """Every tile a (row0, col0, row1, col1) box overlaps (corners in any order)."""
@@ -171,7 +172,7 @@ class TileGrid:
             and col1 >= t.col0 - 0.5
         ]
 
-    def tiles_holding(self, rows: np.ndarray, cols: np.ndarray) -> set[Tile]:
+    def tiles_holding(self, rows: ArrayLike, cols: ArrayLike) -> set[Tile]:
         """Tiles whose rows include any of ``rows`` and whose columns any of ``cols`` (pixels)."""
         grid_rows = _axis_hits(self.row_starts, self._sizes[0], rows)
         grid_cols = _axis_hits(self.col_starts, self._sizes[1], cols)
@@ -201,7 +202,7 @@ def _best_on_axis(starts: np.ndarray, size: int, length: int, coords: np.ndarray
     return best
 
 
-def _axis_hits(starts: np.ndarray, size: int, coords) -> list[int]:
+def _axis_hits(starts: np.ndarray, size: int, coords: ArrayLike) -> list[int]:
     coords = np.asarray(coords, dtype=int).reshape(-1)
     if len(coords) == 0:
         return []

@@ -42,7 +42,8 @@ from scipy import ndimage
 
 from ...errors import ImageError, PromptError, PromptSegError
 from ...sam.decode import DecodeResult
-from ...sam.embedding import EmbeddingKey, ImageEmbedding
+from ...sam.embedding import EmbeddingKey, ImageEmbedding, ProgressCallback
+from ...sam.engine import PromptSegmenter
 from ...sam.prompts import Prompts, to_sam_prompts
 from .grid import OVERLAP, TILE, Tile, TileGrid
 
@@ -91,7 +92,7 @@ class TiledImage:
 
     def __init__(
         self,
-        segmenter,
+        segmenter: PromptSegmenter,
         rgb: np.ndarray,
         *,
         tile: int = TILE,
@@ -253,8 +254,10 @@ class TiledImage:
             )
         result = self.segmenter.predict(embedding, local, multimask=multimask)
         masks = np.zeros((len(result.masks), *self.grid.shape), dtype=bool)
-        masks[(slice(None), *home.slices)] = result.masks
-        used, pending = {home}, set()
+        rows, cols = home.slices
+        masks[:, rows, cols] = result.masks
+        used: set[Tile] = {home}
+        pending: set[Tile] = set()
         if not home.is_whole and self.reach > 0 and box is None:
             used, pending = self._continue(
                 masks, home, points, labels, embed_missing, progress, should_cancel
@@ -274,7 +277,14 @@ class TiledImage:
     # -- continuation ---------------------------------------------------------------------
 
     def _continue(
-        self, masks, home, points, labels, embed_missing, progress, should_cancel
+        self,
+        masks: np.ndarray,
+        home: Tile,
+        points: np.ndarray,
+        labels: np.ndarray,
+        embed_missing: bool,
+        progress: ProgressCallback | None,
+        should_cancel: Callable[[], bool] | None,
     ) -> tuple[set[Tile], set[Tile]]:
         """Extend every candidate of ``masks`` (K, H, W) in place across inner tile edges.
 
@@ -330,16 +340,30 @@ class TiledImage:
             found |= self.grid.tiles_holding(np.flatnonzero(mask[r0:r1, c1 - 1]) + r0, [c1])
         if c0 > 0:
             found |= self.grid.tiles_holding(np.flatnonzero(mask[r0:r1, c0]) + r0, [c0 - 1])
-        hi, hj = home.index
+        hi, hj = _grid_index(home)
         return {
-            t for t in found if max(abs(t.index[0] - hi), abs(t.index[1] - hj)) <= self.reach
+            t
+            for t in found
+            if max(abs(_grid_index(t)[0] - hi), abs(_grid_index(t)[1] - hj)) <= self.reach
         } - {tile}
 
-    def _embedding(self, tile, embed_missing, progress, should_cancel) -> ImageEmbedding | None:
+    def _embedding(
+        self,
+        tile: Tile,
+        embed_missing: bool,
+        progress: ProgressCallback | None,
+        should_cancel: Callable[[], bool] | None,
+    ) -> ImageEmbedding | None:
         embedding = self.cached(tile)
         if embedding is None and embed_missing:
             embedding = self.embed(tile, progress=progress, should_cancel=should_cancel)
         return embedding
+
+
+def _grid_index(tile: Tile) -> tuple[int, int]:
+    if tile.index is None:  # the whole image has no neighbours to continue into
+        raise ValueError("the whole-image tile has no grid index")
+    return tile.index
 
 
 def _continuation_prompts(
@@ -373,7 +397,7 @@ def _continuation_prompts(
     )
 
 
-def _agreeing_piece(masks: np.ndarray, known: np.ndarray, covered: np.ndarray):
+def _agreeing_piece(masks: np.ndarray, known: np.ndarray, covered: np.ndarray) -> np.ndarray | None:
     """Of (K, h, w) candidates, the one with the best IoU with ``known`` inside ``covered``,
     cut to its connected parts that touch ``known``; None when none agrees at all."""
     best, best_iou = None, 0.0
@@ -389,14 +413,17 @@ def _agreeing_piece(masks: np.ndarray, known: np.ndarray, covered: np.ndarray):
     return np.isin(components, touching[touching > 0])
 
 
-def _flatten(prompts: Prompts, shape: tuple[int, int]):
+def _flatten(
+    prompts: Prompts, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Validated prompts as (N, 2) (row, col) points in SAM's order, (N,) labels and the
     (row0, col0, row1, col1) box clipped to the image (or None)."""
     sam = to_sam_prompts(prompts, shape)
     if sam.point_coords is None:
         points, labels = np.zeros((0, 2)), np.zeros(0, dtype=int)
     else:
-        points, labels = sam.point_coords[:, ::-1].astype(float), sam.point_labels.astype(int)
+        points = sam.point_coords[:, ::-1].astype(float)
+        labels = np.asarray(sam.point_labels, dtype=int)
     box = None if sam.box is None else sam.box[[1, 0, 3, 2]].astype(float)
     return points, labels, box
 

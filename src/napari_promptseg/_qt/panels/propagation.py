@@ -31,16 +31,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ....core.labels import object_row
-from ....core.workflows.propagation.propagate import (
+from ..._napari import objects
+from ..._napari.slices import LayerSnapshot, SliceRef, slice_rgb, spatial_shape
+from ...core.labels import object_row
+from ...core.workflows.propagation.propagate import (
     Propagation,
     PropagationStep,
     format_ranges,
     iter_propagate,
 )
-from ....core.workflows.propagation.rows import propagated_row
-from ... import objects
-from ...slices import LayerSnapshot, SliceRef, slice_rgb, spatial_shape
+from ...core.workflows.propagation.rows import propagated_row
 from ..workers import connected_worker
 from .registry import disconnect, say
 
@@ -80,7 +80,7 @@ class PropagationPanel(QWidget):
     viewer
         The napari viewer.
     session
-        The :class:`~napari_promptseg._napari._qt.session.SegmentationSession` of the dock widget.
+        The :class:`~napari_promptseg._qt.session.SegmentationSession` of the dock widget.
     """
 
     done = Signal(str)  # a propagation ended (written, nothing to write, cancelled or failed)

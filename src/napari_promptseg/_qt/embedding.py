@@ -1,6 +1,6 @@
 """Embedding jobs of the session: one plane, or the tiles of a large plane, in a worker.
 
-A mixin of :class:`~napari_promptseg._napari._qt.session.SegmentationSession` (it uses the
+A mixin of :class:`~napari_promptseg._qt.session.SegmentationSession` (it uses the
 session's attributes and signals); split out so each file owns one concern.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...core.sam.embedding import ImageEmbedding
-from ...core.workflows.tiling.tiled_image import TiledImage
-from ..slices import SliceRef, slice_rgb, spatial_shape
+from .._napari.slices import SliceRef, slice_rgb, spatial_shape
+from ..core.sam.embedding import ImageEmbedding
+from ..core.workflows.tiling.tiled_image import TiledImage
 from .workers import connected_worker
 
 # Planes whose longest side exceeds this are embedded by tiles (SAM sees 1024 px at most:

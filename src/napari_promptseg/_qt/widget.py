@@ -25,10 +25,10 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ...core.sam.prompts import NEGATIVE
-from .. import keys, objects
-from .. import layers as prompt_layers
-from ..navigation import jump_to_object
+from .._napari import keys, objects
+from .._napari import layers as prompt_layers
+from .._napari.navigation import jump_to_object
+from ..core.sam.prompts import NEGATIVE
 from .panels.registry import load_panels
 from .session import SegmentationSession
 
@@ -266,7 +266,7 @@ class PromptSegWidget(QWidget):
     def _autoload_cached_model(self) -> None:
         # Loading a model already on disk is not a download: do it so the user can start.
         # Otherwise say what is missing and where it goes, before anything is fetched.
-        from ...core.models.registry import DEFAULT_MODEL, get_spec, is_cached, list_models
+        from ..core.models.registry import DEFAULT_MODEL, get_spec, is_cached, list_models
 
         if is_cached(DEFAULT_MODEL):
             self.model_combo.setCurrentText(DEFAULT_MODEL)
@@ -293,7 +293,7 @@ class PromptSegWidget(QWidget):
     # -- session state → widgets ----------------------------------------------------------
 
     def _on_model_changed(self, name: str) -> None:
-        from ...core.models.device import describe_device
+        from ..core.models.device import describe_device
 
         segmenter = self.session.segmenter
         device = describe_device(segmenter.sam.device) if segmenter is not None else ""
@@ -402,7 +402,7 @@ def _fill_combo(combo: QComboBox, items) -> None:
 
 
 def _model_names() -> list[str]:
-    from ...core.models.registry import DEFAULT_MODEL, MODELS
+    from ..core.models.registry import DEFAULT_MODEL, MODELS
 
     return sorted(MODELS, key=lambda name: name != DEFAULT_MODEL)
 

@@ -20,33 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ....core.errors import ImageError
-from ....core.storage.folder import SKIPPED, ImageFolder
-from ...slices import LayerSnapshot, SliceRef, slice_rgb
+from ..._napari.folder_layers import display_limits, is_rgb
+from ..._napari.slices import LayerSnapshot, SliceRef, slice_rgb
+from ...core.errors import ImageError
+from ...core.storage.folder import SKIPPED, ImageFolder
 from ..workers import connected_worker
-
-
-def is_rgb(image: np.ndarray) -> bool:
-    """Whether the last axis of a read image is colour (3 or 4 values)."""
-    return image.ndim >= 3 and image.shape[-1] in (3, 4)
-
-
-def display_limits(image: np.ndarray) -> tuple[float, float]:
-    """Contrast limits the panel gives every image: napari's default rule, on all the data.
-
-    uint8 → (0, 255); otherwise the finite min and max ((min(v, 0), max(v, 1)) if flat).
-    The prefetch uses the same limits, so its embedding is the one the session asks for.
-    """
-    if image.dtype == np.uint8:
-        return (0.0, 255.0)
-    values = np.asarray(image, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return (0.0, 1.0)
-    low, high = float(finite.min()), float(finite.max())
-    if low == high:
-        low, high = min(low, 0.0), max(high, 1.0)
-    return (low, high)
 
 
 def next_to_prefetch(folder: ImageFolder | None, index: int | None) -> int | None:
@@ -83,7 +61,7 @@ class FolderPrefetch:
     Parameters
     ----------
     session
-        The :class:`~napari_promptseg._napari._qt.session.SegmentationSession` (its segmenter
+        The :class:`~napari_promptseg._qt.session.SegmentationSession` (its segmenter
         and cache; errors go to its ``report``).
     prefetched
         Called with an image index once that image's embedding is in the cache.

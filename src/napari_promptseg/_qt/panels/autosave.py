@@ -24,7 +24,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ....core.storage.autosave import (
+from ..._napari import layers as prompt_layers
+from ..._napari import objects
+from ..._napari.slices import spatial_shape
+from ...core.storage.autosave import (
     SUFFIX,
     AutosavePaths,
     Autosaver,
@@ -34,9 +37,6 @@ from ....core.storage.autosave import (
     find_autosaves,
     load_autosave,
 )
-from ... import layers as prompt_layers
-from ... import objects
-from ...slices import spatial_shape
 
 NAME_KEY = "promptseg_autosave_name"  # labels layer metadata: the name its autosave uses
 TICK_MS = 500
@@ -50,7 +50,7 @@ class AutosavePanel(QWidget):
     viewer
         The napari viewer.
     session
-        The :class:`~napari_promptseg._napari._qt.session.SegmentationSession`; its
+        The :class:`~napari_promptseg._qt.session.SegmentationSession`; its
         ``objects_changed`` signal and its ``labels_layer`` are what gets saved.
     """
 

@@ -21,8 +21,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ....core.errors import PromptSegError
-from ....core.storage.store import EmbeddingStore, default_store_dir
+from ...core.errors import PromptSegError
+from ...core.storage.store import EmbeddingStore, default_store_dir
 from .registry import disconnect
 
 log = logging.getLogger(__name__)

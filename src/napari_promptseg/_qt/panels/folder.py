@@ -30,12 +30,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ....core.errors import ImageError, PromptSegError
-from ....core.storage.folder import DONE, SKIPPED, STARTED, ImageFolder
-from ... import layers as prompt_layers
-from ... import objects
-from ...folder_layers import FILE_KEY, show_image, show_labels
-from .folder_prefetch import FolderPrefetch, display_limits, is_rgb, next_to_prefetch
+from ..._napari import layers as prompt_layers
+from ..._napari import objects
+from ..._napari.folder_layers import FILE_KEY, display_limits, is_rgb, show_image, show_labels
+from ...core.errors import ImageError, PromptSegError
+from ...core.storage.folder import DONE, SKIPPED, STARTED, ImageFolder
+from .folder_prefetch import FolderPrefetch, next_to_prefetch
 from .registry import say
 
 MARKS = {DONE: "✓", STARTED: "✎", SKIPPED: "✗"}  # todo: no mark
@@ -49,7 +49,7 @@ class FolderPanel(QWidget):
     viewer
         The napari viewer.
     session
-        The :class:`~napari_promptseg._napari._qt.session.SegmentationSession`.
+        The :class:`~napari_promptseg._qt.session.SegmentationSession`.
     """
 
     image_shown = Signal(int)  # index of the image now shown

@@ -15,8 +15,8 @@ from itertools import product
 import numpy as np
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ....core.workflows.stack import PrecomputeSummary, cached_planes, iter_embed_planes
-from ...slices import LayerSnapshot, SliceRef, slice_rgb, spatial_shape
+from ..._napari.slices import LayerSnapshot, SliceRef, slice_rgb, spatial_shape
+from ...core.workflows.stack import PrecomputeSummary, cached_planes, iter_embed_planes
 from ..workers import BarProgress, connected_worker
 from .registry import disconnect, plane_ready
 

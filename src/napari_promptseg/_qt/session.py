@@ -17,17 +17,17 @@ import logging
 
 from qtpy.QtCore import QObject, Signal
 
-from ...core.errors import PromptSegError
-from ...core.latest import LatestOnlyRunner
-from ...core.sam.decode import DecodeResult
-from ...core.sam.embedding import EmbeddingCache, ImageEmbedding
-from ...core.sam.engine import PromptSegmenter
-from ...core.sam.prompts import NEGATIVE, POSITIVE, Prompts
-from ...core.workflows.tiling.tiled_image import TiledImage
-from .. import layers as prompt_layers
-from .. import objects
-from ..decoding import Decoding
-from ..slices import SliceRef, slice_in_view, spatial_shape
+from .._napari import layers as prompt_layers
+from .._napari import objects
+from .._napari.decoding import Decoding
+from .._napari.slices import SliceRef, slice_in_view, spatial_shape
+from ..core.errors import PromptSegError
+from ..core.latest import LatestOnlyRunner
+from ..core.sam.decode import DecodeResult
+from ..core.sam.embedding import EmbeddingCache, ImageEmbedding
+from ..core.sam.engine import PromptSegmenter
+from ..core.sam.prompts import NEGATIVE, POSITIVE, Prompts
+from ..core.workflows.tiling.tiled_image import TiledImage
 from .embedding import TILE_ABOVE, EmbeddingJobs, Target
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
         """Load a model in the background; the current one stays usable until it arrives."""
         from napari.qt.threading import create_worker
 
-        from ...core.models.loading import load_model
+        from ..core.models.loading import load_model
 
         if self._model_worker is not None:
             self._model_worker.quit()

@@ -19,15 +19,15 @@ log = logging.getLogger(__name__)
 
 # (section title, "module:Class") in the order they appear under the prompt controls.
 PANELS = (
-    ("Stack / time series", "napari_promptseg._napari._qt.panels.stack:StackPanel"),
+    ("Stack / time series", "napari_promptseg._qt.panels.stack:StackPanel"),
     (
         "Propagate through slices",
-        "napari_promptseg._napari._qt.panels.propagation:PropagationPanel",
+        "napari_promptseg._qt.panels.propagation:PropagationPanel",
     ),
-    ("Segment everything", "napari_promptseg._napari._qt.panels.everything:EverythingPanel"),
-    ("Image folder", "napari_promptseg._napari._qt.panels.folder:FolderPanel"),
-    ("Embeddings on disk", "napari_promptseg._napari._qt.panels.store:StorePanel"),
-    ("Autosave", "napari_promptseg._napari._qt.panels.autosave:AutosavePanel"),
+    ("Segment everything", "napari_promptseg._qt.panels.everything:EverythingPanel"),
+    ("Image folder", "napari_promptseg._qt.panels.folder:FolderPanel"),
+    ("Embeddings on disk", "napari_promptseg._qt.panels.store:StorePanel"),
+    ("Autosave", "napari_promptseg._qt.panels.autosave:AutosavePanel"),
 )
 
 

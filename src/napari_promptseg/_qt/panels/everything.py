@@ -23,17 +23,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ....core.errors import PromptSegError
-from ....core.labels import LabelsError, next_label_id
-from ....core.workflows.everything.generator import (
+from ..._napari import objects
+from ..._napari.slices import LayerSnapshot, SliceRef, slice_rgb
+from ...core.errors import PromptSegError
+from ...core.labels import LabelsError, next_label_id
+from ...core.workflows.everything.generator import (
     EverythingParams,
     EverythingResult,
     confidence_order,
     iter_segment_everything,
     place_objects,
 )
-from ... import objects
-from ...slices import LayerSnapshot, SliceRef, slice_rgb
 from ..workers import BarProgress, connected_worker
 from .registry import disconnect, plane_ready
 
