@@ -1,15 +1,16 @@
 # napari-promptseg developer tasks. Plain POSIX make: no GNU-only features.
 #
 #   make venv    create .venv (if missing) and install the package with its [all,test] extras
-#   make test    run the whole test suite under Xvfb (napari needs a real OpenGL context)
+#   make test    the architecture checks (make check), then the whole test suite under Xvfb
 #   make run     open napari with the synthetic sample image and the widget docked
 #   make run-cli segment the sample image from a points file with the CLI (no GUI)
-#   make lint    ruff check + ruff format --check
+#   make lint    ruff check + ruff format --check + make check
+#   make check   import-linter contracts (docs/architecture.md) and mypy on the engine
 #   make bench   run benchmarks/*.py one by one under Xvfb
 #
 # Knobs (set on the command line or in the environment):
 #   PYTHON=python3.12         interpreter used to create the venv
-#   PYTEST_ARGS='-k smoke'    extra pytest arguments; e.g. PYTEST_ARGS='tests/napari -x'
+#   PYTEST_ARGS='-k smoke'    extra pytest arguments; e.g. PYTEST_ARGS='tests/qt -x'
 #   XVFB_SCREEN='-screen 0 1920x1080x24'
 #   RUN_ARGS='--offline'      extra arguments for `make run`'s command (see RUN_CMD below)
 #
@@ -45,7 +46,7 @@ CHECK_XVFB = command -v xvfb-run >/dev/null 2>&1 || { \
 	echo '  or: sudo apt-get install xvfb xauth libgl1-mesa-dri ...  (full list in that script)' >&2; \
 	exit 1; }
 
-.PHONY: help venv test run run-cli lint bench
+.PHONY: help venv test run run-cli lint check bench
 
 help:
 	@sed -n 's/^#   make /  make /p' Makefile
@@ -55,10 +56,10 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(VPY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	$(VPY) -m pip install --upgrade pip
-	$(VPY) -m pip install -e '.[all,test]'
+	$(VPY) -m pip install 'setuptools>=77' wheel && SAM2_BUILD_CUDA=0 $(VPY) -m pip install --no-build-isolation -e '.[all,test,sam2]'
 	touch $(STAMP)
 
-test: venv
+test: venv check
 	@$(CHECK_XVFB)
 	PROMPTSEG_REQUIRE_DISPLAY=1 QT_QPA_PLATFORM=xcb $(XVFB_RUN) $(VPY) -m pytest $(PYTEST_ARGS)
 
@@ -70,9 +71,13 @@ run-cli: venv
 	$(VPY) -m napari_promptseg._sample_data $(SAMPLE_IMAGE) --points $(SAMPLE_POINTS)
 	$(RUN_CLI_CMD)
 
-lint: venv
+lint: venv check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+check: venv
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: venv
 	@$(CHECK_XVFB)

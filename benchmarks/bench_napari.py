@@ -37,7 +37,7 @@ def main() -> None:
     from segment_anything import SamPredictor, sam_model_registry
 
     from napari_promptseg._napari import layers as prompt_layers
-    from napari_promptseg._napari._qt.widget import PromptSegWidget
+    from napari_promptseg._qt.widget import PromptSegWidget
     from napari_promptseg._sample_data import sample_cells_image
     from napari_promptseg.core import PromptSegmenter
     from napari_promptseg.testing import build_tiny_sam

@@ -7,7 +7,7 @@ GUI tests need Qt and a real OpenGL context. ``make test`` runs them under Xvfb 
 software rasteriser (``xvfb-run``); ``QT_QPA_PLATFORM=offscreen`` is not enough, because vispy
 cannot get an OpenGL context there.
 
-* Every test in ``tests/napari``, and every other test that uses napari's
+* Every test in ``tests/qt``, and every other test that uses napari's
   ``make_napari_viewer`` fixture, gets the ``gui`` marker: ``pytest -m "not gui"`` skips them.
 * Without a usable X display (or Wayland) they are skipped, with the reason. With
   ``PROMPTSEG_REQUIRE_DISPLAY=1`` (``make test`` sets it) that is an error instead, so a CI run
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-NAPARI_TESTS = Path(__file__).resolve().parent / "napari"
+QT_TESTS = Path(__file__).resolve().parent / "qt"
 REQUIRE_ENV = "PROMPTSEG_REQUIRE_DISPLAY"
 
 
@@ -96,8 +96,8 @@ def gui_unavailable_reason() -> str | None:
 
 
 def _needs_display(item: pytest.Item) -> bool:
-    """Every test in tests/napari, and elsewhere every test that opens a napari viewer."""
-    if NAPARI_TESTS in Path(str(item.path)).resolve().parents:
+    """Every test in tests/qt (the dock widget), and every test that opens a napari viewer."""
+    if QT_TESTS in Path(str(item.path)).resolve().parents:
         return True
     return "make_napari_viewer" in getattr(item, "fixturenames", ())
 
@@ -153,3 +153,20 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NAPARI_PROMPTSEG_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("NAPARI_PROMPTSEG_STORE", str(tmp_path_factory.mktemp("store")))
     monkeypatch.setenv("NAPARI_PROMPTSEG_AUTOSAVE_DIR", str(tmp_path_factory.mktemp("autosave")))
+    monkeypatch.setenv("NAPARI_PROMPTSEG_MY_MODELS", str(tmp_path_factory.mktemp("my_models")))
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A LocalCluster of 2 worker processes (the ``--scheduler local:2`` code path), started
+    once per test module that asks for it (and stopped after it, so no other module forks a
+    process with a cluster's threads running); tests pass its address as ``tcp://...``."""
+    pytest.importorskip("distributed")
+    from napari_promptseg.core.workflows.distributed.scheduler import (
+        open_client,
+        parse_scheduler,
+    )
+
+    with open_client(parse_scheduler("local:2")) as client:
+        client.wait_for_workers(2, timeout=120)
+        yield client

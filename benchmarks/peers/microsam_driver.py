@@ -108,6 +108,7 @@ def run(args, image: np.ndarray, points: np.ndarray) -> dict:
     }
     details = result["details"]
     details.update(
+        loadavg_at_start=list(os.getloadavg()),  # other work on the machine shows up here
         napari=napari.__version__,
         torch=torch.__version__,
         torch_threads=torch.get_num_threads(),

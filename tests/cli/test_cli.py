@@ -158,7 +158,7 @@ def test_segment_stack_with_per_plane_prompts(tmp_path, checkpoint, capsys):
     rng = np.random.default_rng(1)
     stack = rng.integers(0, 3000, (4, 60, 71)).astype(np.uint16)
     image = tmp_path / "stack.tif"
-    tifffile.imwrite(image, stack)
+    tifffile.imwrite(image, stack, photometric="minisblack")
     points = _write(
         tmp_path / "p.csv", "object,z,row,col\ncell,0,30,30\ncell,2,31,29\nother,1,10,60\n"
     )
@@ -194,7 +194,7 @@ def test_stack_prompt_errors(tmp_path, checkpoint, capsys, text, message):
     import re
 
     image = tmp_path / "stack.tif"
-    tifffile.imwrite(image, np.zeros((4, 20, 30), np.uint8))
+    tifffile.imwrite(image, np.zeros((4, 20, 30), np.uint8), photometric="minisblack")
     points = _write(tmp_path / "p.csv", text)
     out = tmp_path / "l.tif"
     assert (

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_promptseg.cli import everything as everything_cli
 from napari_promptseg.cli import main
 from napari_promptseg.core import PromptSegmenter, to_rgb_uint8
 from napari_promptseg.core.storage.export import read_objects_csv
+from napari_promptseg.core.workflows.distributed.recipe import ModelRecipe
 from napari_promptseg.core.workflows.everything.generator import (
     EverythingParams,
     segment_everything,
@@ -74,7 +74,7 @@ def _no_model(*_args, **_kwargs):
 def test_bad_input_is_refused_before_the_model_loads(
     tmp_path, checkpoint, image_file, capsys, monkeypatch, extra, output, message
 ):
-    monkeypatch.setattr(everything_cli, "load_segmenter", _no_model)
+    monkeypatch.setattr(ModelRecipe, "build", _no_model)
     out = tmp_path / output
     assert _run(image_file, checkpoint, out, *extra) == 2
     err = capsys.readouterr().err
@@ -87,18 +87,13 @@ def test_bad_input_is_refused_before_the_model_loads(
     ("make", "message"),
     [
         (lambda p: None, "does not exist"),
-        (
-            lambda p: tifffile.imwrite(
-                p, np.zeros((4, 20, 30), np.uint8), photometric="minisblack"
-            ),
-            "2D",
-        ),
+        (lambda p: tifffile.imwrite(p, np.zeros((20,), np.uint8)), "2D"),
     ],
 )
 def test_bad_image_is_refused_and_an_earlier_result_kept(
     tmp_path, checkpoint, capsys, monkeypatch, make, message
 ):
-    monkeypatch.setattr(everything_cli, "load_segmenter", _no_model)
+    monkeypatch.setattr(ModelRecipe, "build", _no_model)
     image = tmp_path / "in.tif"
     make(image)
     out = tmp_path / "labels.tif"

@@ -110,3 +110,26 @@ def test_export_runs_as_a_command(tmp_path, saved):
     )
     assert done.returncode == 0, done.stderr
     assert len(json.loads(out.read_text())["annotations"]) == 3
+
+
+def test_export_takes_categories_from_a_class_list_and_the_class_column(tmp_path, labels):
+    from napari_promptseg.core.storage.classes import ClassList, save_class_list
+
+    write_labels_tif(tmp_path / "cells.tif", labels)
+    write_objects_csv(
+        tmp_path / "cells_objects.csv",
+        [
+            object_row(1, labels == 1, predicted_iou=0.9, stability=0.9, class_name="nucleus"),
+            object_row(2, labels == 2, predicted_iou=0.8, stability=0.9, class_name="cell"),
+        ],
+    )
+    classes = save_class_list(tmp_path / "classes.json", ClassList.from_names(["cell", "nucleus"]))
+    out = tmp_path / "cells.json"
+    code = main(
+        ["export", str(tmp_path / "cells.tif"), "--classes", str(classes), "--coco", str(out)]
+    )
+    assert code == 0
+    coco = json.loads(out.read_text())
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "cell"), (2, "nucleus")]
+    by_object = {a["object_id"]: a["category_id"] for a in coco["annotations"]}
+    assert by_object == {1: 2, 2: 1, 3: 1}  # id 3 has no row: the first category

@@ -1,7 +1,7 @@
 """Fault matrix, files (no Qt): the napari writer (File > Save Selected Layer) when the
 folder is unwritable, the disk fills up or the export is interrupted. The atomic-write
-primitive itself is tested in tests/core/test_export.py; autosave files in
-tests/core/test_autosave.py; a corrupted embedding store in tests/core/test_store.py."""
+primitive itself is tested in tests/core/storage/test_export.py; autosave files in
+tests/core/test_autosave.py; a corrupted embedding store in tests/core/storage/test_store.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Fault matrix, images (core, no Qt): each bad image gets an ImageError naming the problem;
-odd but valid images convert. Cases already in tests/core/test_image.py are listed in
+odd but valid images convert. Cases already in tests/core/sam/test_image.py are listed in
 docs/faults.md, not repeated here."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Fault matrix, models (core, no Qt). Unknown names, wrong types, truncated files, unsafe
-pickles and hash mismatches of downloads are in tests/core/test_models.py and
+pickles and hash mismatches of downloads are in tests/core/models/test_models.py and
 tests/core/test_download.py; this adds the cases around them (loopback server only)."""
 
 from __future__ import annotations

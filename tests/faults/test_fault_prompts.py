@@ -1,5 +1,5 @@
 """Fault matrix, prompts (core, no Qt). Outside points, degenerate boxes, empty and
-negative-only prompts are in tests/core/test_prompts.py; this adds the edges around them."""
+negative-only prompts are in tests/core/sam/test_prompts.py; this adds the edges around them."""
 
 from __future__ import annotations
 

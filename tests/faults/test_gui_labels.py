@@ -1,6 +1,6 @@
 """Fault matrix, labels in napari: other dtypes, ids at the dtype's limit, painting by hand
 between commits, undo past the first commit. A labels layer of another shape and a full
-uint8 layer are in tests/napari/test_bad_input.py."""
+uint8 layer are in tests/qt/test_bad_input.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Fault matrix, prompts in napari: gone slices, thousands of points, degenerate boxes,
-one-pixel scribbles. A point outside the image is in tests/napari/test_bad_input.py."""
+one-pixel scribbles. A point outside the image is in tests/qt/test_bad_input.py."""
 
 from __future__ import annotations
 

@@ -1,164 +1,237 @@
-"""Decoding in the session: prompts on the layers → masks, newest request wins.
+"""Prompts → masks for the plane in view: the newest request wins, nothing stale is shown.
 
-A mixin of :class:`~napari_promptseg._qt.session.SegmentationSession`. Decoding runs on
-a :class:`~napari_promptseg.core.latest.LatestOnlyRunner`; a result is shown only if it
-belongs to the image, slice and model in view and to the prompts now on the layers. A
-left click starts decoding at mouse press, with the point napari adds on release.
+:class:`DecodeController` owns the decode state (the mask shown, its candidate, what it was
+decoded for, the prompts in flight) and nothing else. It reads the session's
+:class:`~.state.SessionState`, reads prompts and shows masks through a :class:`PromptView`,
+and decodes on a :class:`~napari_promptseg.core.latest.LatestOnlyRunner`. Results come back
+through ``post`` — the session passes a Qt signal's ``emit``, which hands them to the main
+thread — and are shown only if they still belong to the image, plane and model in view and to
+the prompts now on the layers. No Qt and no viewer are needed: tests drive it with a fake
+view and ``post`` calling back directly.
+
+A left click starts decoding at mouse press (:meth:`DecodeController.decode_on_press`), with
+the point napari adds on release: the result is kept until that point lands.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol
+
 import numpy as np
 
 from ..core.errors import PromptError
-from ..core.latest import JobOutcome
+from ..core.latest import JobOutcome, LatestOnlyRunner
 from ..core.sam.decode import DecodeResult
-from ..core.sam.prompts import NEGATIVE, Prompts
-from . import layers as prompt_layers
+from ..core.sam.prompts import Prompts
+from ..core.workflows.tiling import Tile
+from .slices import SliceRef
+from .state import SessionState, Target
+
+Decoded = tuple[Target, Prompts, "DecodeResult | list[Tile]"]
 
 
-class Decoding:
-    """Request, receive and show decodes for the session."""
+class PromptView(Protocol):
+    """Where prompts come from and where the mask goes (napari layers, or a test's fake)."""
 
-    def _on_prompts_changed(self, event=None) -> None:
+    def read_prompts(self, ref: SliceRef) -> Prompts:
+        """Every prompt on plane ``ref``, in its (row, col) frame."""
+        ...
+
+    def show_mask(self, mask: np.ndarray | None) -> None:
+        """Show the (H, W) bool mask of the plane in view; None hides it."""
+        ...
+
+
+class DecodeController:
+    """Decodes the prompts on the plane in view and keeps the result the user sees.
+
+    Parameters
+    ----------
+    state
+        The session's state (read only here).
+    view
+        Reads prompts, shows the mask.
+    post
+        Called on the decode thread with each :class:`JobOutcome`; must bring it to the
+        thread that owns the layers and call :meth:`on_decoded` there.
+    on_result
+        Called after the result or the candidate shown changed (or was cleared).
+    status, problem
+        A status line; a problem worth a notification (message, exception or None).
+    tiles_needed
+        Called with the tiles of a large image that must be embedded before these prompts
+        can be decoded; once they are, call :meth:`retry`.
+    """
+
+    def __init__(
+        self,
+        state: SessionState,
+        view: PromptView,
+        *,
+        post: Callable[[JobOutcome], None],
+        on_result: Callable[[], None],
+        status: Callable[[str], None],
+        problem: Callable[[str, BaseException | None], None],
+        tiles_needed: Callable[[list[Tile]], None],
+    ) -> None:
+        self.state = state
+        self.view = view
+        self._on_result = on_result
+        self._status = status
+        self._problem = problem
+        self._tiles_needed = tiles_needed
+        self.result: DecodeResult | None = None
+        self.candidate = 0  # which of the result's masks is shown
+        self.result_target: Target | None = None  # what the shown result was decoded for
+        self.result_prompts: Prompts | None = None
+        self._submitted: Prompts | None = None  # the prompts last sent to the runner
+        self._early: Decoded | None = None  # decoded at mouse press, its point not yet added
+        self._runner = LatestOnlyRunner(post, name="promptseg-decode")
+
+    # -- requests -------------------------------------------------------------------------
+
+    def on_prompts_changed(self, event: Any = None) -> None:
+        """A prompt layer's data event: decode again once the change has landed."""
         action = str(getattr(event, "action", "")).lower()
         if action.endswith(("adding", "removing", "changing")):
             return  # the data is not there yet; the matching *ed event follows
-        self.request_decode()
+        self.request()
 
-    def request_decode(self) -> None:
-        """Decode the prompts on the current slice (in the background; newest wins)."""
-        if self._current_target() is None:
+    def request(self) -> None:
+        """Decode the prompts on the plane in view (in the background; newest wins)."""
+        state = self.state
+        if state.current_target() is None or state.current_slice is None:
             return
-        prompts = prompt_layers.read_prompts(self.viewer, self.current_slice)
+        prompts = self.view.read_prompts(state.current_slice)
         if prompts.is_empty:
-            self._decoder.cancel_pending()
-            self._submitted = self._early = None
-            self._set_result(None)
+            self.cancel_pending()
+            self.set_result(None)
             return
-        if self.embedding is None and self.tiled is None:
-            self.status.emit("prompts wait for the image embedding…")
+        if not state.has_pixels:
+            self._status("prompts wait for the image embedding…")
             return
         if self._early is not None and prompts.same_as(self._early[1]):
-            self._show_decoded(*self._early)  # decoded from the mouse press already
+            self._show(*self._early)  # decoded from the mouse press already
             return
         self._submit(prompts)
+
+    def retry(self) -> None:
+        """Decode the prompts in view again, even if they were sent already (tiles arrived)."""
+        self._submitted = None
+        self.request()
+
+    def decode_on_press(self, position: np.ndarray, label: int) -> None:
+        """Start decoding with the point a press at ``position`` (layer data coordinates) will
+        add on release: saves the click's time.
+
+        If the press turns into a drag (no point added), the early result is never shown:
+        results are shown only for the prompts actually on the layers.
+        """
+        ref = self.state.current_slice
+        if self.state.embedding is None or ref is None:
+            return
+        point = np.asarray(position, dtype=float)[None]
+        if not ref.on_plane(point)[0]:
+            return
+        prompts = self.view.read_prompts(ref)
+        self._submit(prompts.with_point(ref.to_plane(point)[0], label))
+
+    def cancel_pending(self) -> None:
+        """Forget the decode in flight and any early result."""
+        self._runner.cancel_pending()
+        self._submitted = self._early = None
+
+    def reset(self) -> None:
+        """The image, plane or model changed: nothing decoded so far may be shown."""
+        self.cancel_pending()
+        self.set_result(None)
+
+    def close(self) -> None:
+        self._runner.close()
 
     def _submit(self, prompts: Prompts) -> None:
         if prompts.same_as(self._submitted):
             return  # already decoding (or decoded) exactly these prompts
-        target = self._current_target()
-        segmenter, embedding, tiled, multimask = (
-            self.segmenter, self.embedding, self.tiled, self.multimask
-        )  # fmt: skip
+        state = self.state
+        target, segmenter = state.current_target(), state.segmenter
+        embedding, tiled, multimask = state.embedding, state.tiled, state.multimask
+        if target is None or segmenter is None:
+            return
         self._submitted, self._early = prompts, None
 
-        def job():
+        def job() -> Decoded:
             if tiled is None:
+                assert embedding is not None  # has_pixels was checked
                 return target, prompts, segmenter.predict(embedding, prompts, multimask=multimask)
             needed = tiled.tiles_needed(prompts, multimask)
             if needed:  # embedding is slow: done in the embedding worker, not here
                 return target, prompts, needed
             return target, prompts, tiled.predict(prompts, multimask, embed_missing=False)
 
-        self._decoder.submit(job)
+        self._runner.submit(job)
 
-    def _on_decoded(self, outcome: JobOutcome) -> None:
-        if outcome.stale or not self._decoder.is_current(outcome.ticket):
-            return  # superseded, or refresh()/clear() cancelled it after it finished
+    # -- results (main thread) ------------------------------------------------------------
+
+    def on_decoded(self, outcome: JobOutcome) -> None:
+        """A decode finished; show it if it still belongs to what the user sees."""
+        if outcome.stale or not self._runner.is_current(outcome.ticket):
+            return  # superseded, or reset()/clear() cancelled it after it finished
         if outcome.error is not None:
             self._submitted = None
             if isinstance(outcome.error, PromptError):
-                self.status.emit(f"prompt problem: {outcome.error}")
-                self._set_result(None)
+                self._status(f"prompt problem: {outcome.error}")
+                self.set_result(None)
             else:
-                self.report(f"decoding failed: {outcome.error}", outcome.error)
+                self._problem(f"decoding failed: {outcome.error}", outcome.error)
             return
         target, prompts, result = outcome.result
-        if target != self._current_target():
+        state = self.state
+        if target != state.current_target():
             return
         if isinstance(result, list):  # tiles to embed first (large image)
-            self._embed_tiles(result)
+            self._tiles_needed(result)
             return
-        if self.embedding is None and self.tiled is None:
+        if not state.has_pixels:
             return  # the image changed after this decode started
-        if self.embedding is not None and result.key != self.embedding.key:
+        if state.embedding is not None and result.key != state.embedding.key:
             return
-        on_layers = prompt_layers.read_prompts(self.viewer, self.current_slice)
-        if not prompts.same_as(on_layers):
+        if state.current_slice is None:
+            return
+        if not prompts.same_as(self.view.read_prompts(state.current_slice)):
             self._early = outcome.result  # decoded on press; the point lands on release
             return
-        self._show_decoded(target, prompts, result)
+        self._show(target, prompts, result)
 
-    def _show_decoded(self, target, prompts: Prompts, result: DecodeResult) -> None:
+    def _show(self, target: Target, prompts: Prompts, result: DecodeResult | list[Tile]) -> None:
+        if isinstance(result, list):
+            return
         self._early = None
-        self._result_target, self._result_prompts = target, prompts
-        self._set_result(result)
+        self.result_target, self.result_prompts = target, prompts
+        self.set_result(result)
 
-    def _set_result(self, result: DecodeResult | None) -> None:
+    # -- the result shown -----------------------------------------------------------------
+
+    def set_result(self, result: DecodeResult | None) -> None:
+        """Show ``result`` (its best candidate) or nothing."""
         self.result = result
         self.candidate = 0 if result is None else result.best
         if result is None:
-            self._result_target = self._result_prompts = None
-        self._show_preview()
-        self.result_changed.emit()
+            self.result_target = self.result_prompts = None
+        self._show_mask()
+        self._on_result()
 
     def select_candidate(self, index: int) -> None:
         """Show candidate mask ``index`` (one of SAM's alternatives for ambiguous prompts)."""
         if self.result is None or not 0 <= index < len(self.result.masks):
             return
         self.candidate = index
-        self._show_preview()
-        self.result_changed.emit()
+        self._show_mask()
+        self._on_result()
 
     def next_candidate(self) -> None:
         if self.result is not None:
             self.select_candidate((self.candidate + 1) % len(self.result.masks))
 
-    def _show_preview(self) -> None:
-        preview = prompt_layers.find_layer(self.viewer, "preview")
-        if self.result is None:
-            if preview is not None and preview.data.any():
-                preview.data[...] = 0
-                preview.refresh()
-            return
-        if self.image_layer is None or self.current_slice is None:
-            return
-        if preview is None or preview.data.shape != self.result.masks.shape[1:]:
-            preview = prompt_layers.ensure_preview_layer(
-                self.viewer, self.image_layer, self.current_slice
-            )
-            self._keep_prompt_layers_on_top()
-        # in place: half the cost of assigning a new array (napari re-derives less)
-        preview.data[...] = self.result.masks[self.candidate]
-        preview.refresh()
-
-    def _keep_prompt_layers_on_top(self) -> None:
-        for role in ("preview", "boxes", "scribbles", "points"):
-            layer = prompt_layers.find_layer(self.viewer, role)
-            if layer is not None:
-                index = self.viewer.layers.index(layer)
-                self.viewer.layers.move(index, len(self.viewer.layers))
-
-    def _choose_label_on_click(self, layer, event):
-        # Right click or Ctrl+click adds a negative prompt; otherwise the toggled label.
-        negative = event.button == 2 or "Control" in event.modifiers
-        label = NEGATIVE if negative else self.next_label
-        prompt_layers.set_next_label(layer, label)
-        if layer.metadata.get(prompt_layers.TAG) == "points" and str(layer.mode) == "add":
-            self._decode_on_press(layer, event, label)
-        yield
-
-    def _decode_on_press(self, layer, event, label: int) -> None:
-        """Start decoding with the point napari will add on release: saves the click's time.
-
-        If the press turns into a drag (no point added), the early result is never shown:
-        results are shown only for the prompts actually on the layers.
-        """
-        if self.embedding is None or self.current_slice is None:
-            return
-        position = np.asarray(layer.world_to_data(event.position), dtype=float)
-        if not self.current_slice.on_plane(position[None])[0]:
-            return
-        prompts = prompt_layers.read_prompts(self.viewer, self.current_slice)
-        self._submit(prompts.with_point(self.current_slice.to_plane(position[None])[0], label))
+    def _show_mask(self) -> None:
+        self.view.show_mask(None if self.result is None else self.result.masks[self.candidate])

@@ -211,3 +211,12 @@ def new_labels_layer(viewer, image_layer):
             metadata={TAG: "objects"},
             **_transform_of(image_layer),
         )
+
+
+def keep_prompt_layers_on_top(viewer) -> None:
+    """Move the preview and the prompt layers above every other layer (in that order)."""
+    for role in ("preview", "boxes", "scribbles", "points"):
+        layer = find_layer(viewer, role)
+        if layer is not None:
+            index = viewer.layers.index(layer)
+            viewer.layers.move(index, len(viewer.layers))

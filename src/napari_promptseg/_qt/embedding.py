@@ -1,149 +1,147 @@
-"""Embedding jobs of the session: one plane, or the tiles of a large plane, in a worker.
+"""Computing the embedding of the plane in view, in a background worker, one at a time.
 
-A mixin of :class:`~napari_promptseg._qt.session.SegmentationSession` (it uses the
-session's attributes and signals); split out so each file owns one concern.
+:class:`EmbeddingController` owns its worker slot and nothing else: it reads the session's
+:class:`~napari_promptseg._napari.state.SessionState` when asked to start and reports back
+through callbacks, each result tagged with the :class:`Target` it was computed for (the
+session drops it if the user has moved on). Planes larger than :data:`TILE_ABOVE` are
+embedded by tiles, only those that prompts need.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
+from typing import Any
 
-from .._napari.slices import SliceRef, slice_rgb, spatial_shape
+from .._napari.slices import slice_rgb, spatial_shape
+from .._napari.state import SessionState, Target
 from ..core.sam.embedding import ImageEmbedding
-from ..core.workflows.tiling.tiled_image import TiledImage
-from .workers import connected_worker
+from ..core.workflows.tiling import Tile, TiledImage
+from .workers import WorkerSlot
 
 # Planes whose longest side exceeds this are embedded by tiles (SAM sees 1024 px at most:
 # beyond ~2x downscaling small objects vanish). See docs/tiling.md.
 TILE_ABOVE = 2048
 
 
-@dataclass(frozen=True)
-class Target:
-    """What an embedding or a decode belongs to."""
+class EmbeddingController:
+    """Start, cancel and receive embedding work for the plane in view.
 
-    layer_id: int
-    ref: SliceRef
-    model_id: str
+    Parameters
+    ----------
+    state
+        The session's state; read when a job starts, never written.
+    embedded
+        ``(target, embedding)`` when the plane's embedding is ready.
+    tiled
+        ``(target, tiled_image)`` when a large plane is ready for tiles to be embedded.
+    tiles_embedded
+        ``(target, tiled_image)`` when tiles requested with :meth:`embed_tiles` are ready.
+    progress
+        ``(done, total)`` steps of the running job; ``(0, 0)`` when none runs.
+    busy
+        True when a job starts, False when it ends or is cancelled.
+    status, problem
+        A status line; a failure (message, exception).
+    owner
+        The QObject the callbacks belong to (see :class:`~.workers.WorkerSlot`).
+    """
 
+    def __init__(
+        self,
+        state: SessionState,
+        *,
+        embedded: Callable[[Target, ImageEmbedding], None],
+        tiled: Callable[[Target, TiledImage], None],
+        tiles_embedded: Callable[[Target, TiledImage], None],
+        progress: Callable[[int, int], None],
+        busy: Callable[[bool], None],
+        status: Callable[[str], None],
+        problem: Callable[[str, BaseException | None], None],
+        owner: Any = None,
+    ) -> None:
+        self.state = state
+        self.tile_above = TILE_ABOVE
+        self.slot = WorkerSlot(owner)
+        self._embedded, self._tiled, self._tiles_embedded = embedded, tiled, tiles_embedded
+        self._progress, self._busy = progress, busy
+        self._status, self._problem = status, problem
 
-class EmbeddingJobs:
-    """Start, cancel and receive embedding work for the plane in view."""
+    @property
+    def running(self) -> bool:
+        return self.slot.running
 
-    def _start_embedding(self) -> None:
-        segmenter, layer, ref = self.segmenter, self.image_layer, self.current_slice
-        target = Target(id(layer), ref, segmenter.model_id)
+    def start(self) -> None:
+        """Embed the plane in view (or get its tiles ready, for a large plane)."""
+        state = self.state
+        target, segmenter, layer = state.current_target(), state.segmenter, state.image_layer
+        if target is None or segmenter is None:
+            return
+        ref = target.ref
         shape = spatial_shape(layer)
         if max(shape[ref.displayed[0]], shape[ref.displayed[1]]) > self.tile_above:
             self._start_tiled(target)
             return
 
-        def job():
+        def job() -> Generator[tuple[int, int], None, ImageEmbedding]:
             rgb = slice_rgb(layer, ref)
             embedding = yield from segmenter.iter_embed(rgb)
-            segmenter.decoder.prepare(embedding)
+            segmenter.decoder.prepare(embedding)  # the first click need not pay for it
             return embedding
 
         where = f" ({ref.describe()})" if ref.fixed else ""
-        self._run_embedding_job(
+        self._run(
             job,
-            len(segmenter.sam.image_encoder.blocks) + 2,
-            lambda embedding: self._on_embedded(target, embedding),
+            lambda embedding: self._embedded(target, embedding),
             f"computing the image embedding{where}… you can place prompts meanwhile",
         )
 
-    def _start_tiled(self, target: Target) -> None:
-        """A plane too large for one embedding: tiles are embedded when prompts need them."""
-        segmenter, layer, ref = self.segmenter, self.image_layer, self.current_slice
+    def embed_tiles(self, tiles: list[Tile]) -> None:
+        """Embed ``tiles`` of the large plane in view; then ``tiles_embedded`` is called."""
+        target, tiled = self.state.current_target(), self.state.tiled
+        if target is None or tiled is None:
+            return
 
-        def job():
-            yield 0, 1
-            return TiledImage(segmenter, slice_rgb(layer, ref))
-
-        self._run_embedding_job(
-            job, 1, lambda tiled: self._on_tiled_ready(target, tiled), "reading the large image…"
-        )
-
-    def _embed_tiles(self, tiles) -> None:
-        target, tiled = self._current_target(), self.tiled
-
-        def job():
-            return (yield from tiled.iter_embed(tiles))
-
-        def done(_):
-            if self._current_target() == target and self.tiled is tiled:
-                self._submitted = None
-                self.request_decode()
+        def job() -> Generator[tuple[int, int], None, None]:
+            yield from tiled.iter_embed(tiles)
 
         n = len(tiles)
-        self._run_embedding_job(
-            job, len(self.segmenter.sam.image_encoder.blocks) * n + 2 * n, done,
+        self._run(
+            job,
+            lambda _: self._tiles_embedded(target, tiled),
             f"embedding {n} tile{'s' if n > 1 else ''} of the large image for these prompts…",
-        )  # fmt: skip
+        )
 
-    def _run_embedding_job(self, job, total: int, on_returned, message: str) -> None:
-        """Run a generator ``job`` yielding (done, total) in a napari worker, cancellable.
+    def cancel(self) -> None:
+        """Stop the running job at its next encoder block; nothing it computed is reported."""
+        if self.slot.running:
+            self.slot.cancel()
+            self._busy(False)
+
+    def _start_tiled(self, target: Target) -> None:
+        """A plane too large for one embedding: tiles are embedded when prompts need them."""
+        segmenter, layer = self.state.segmenter, self.state.image_layer
+
+        def job() -> Generator[tuple[int, int], None, TiledImage]:
+            yield 0, 1
+            return TiledImage(segmenter, slice_rgb(layer, target.ref))
+
+        self._run(job, lambda tiled: self._tiled(target, tiled), "reading the large image…")
+
+    def _run(
+        self, job: Callable[[], Generator], on_returned: Callable[[Any], None], message: str
+    ) -> None:
+        """Run a generator ``job`` yielding (done, total) in the slot's worker, cancellable.
 
         The worker runs below the GUI's priority: the encoder must not make napari stutter.
-        Progress goes to the widget's bar (``progress`` signal), ``total`` steps.
         """
-        self._cancel_embedding()
-        worker = connected_worker(job, background=True)
-        worker.yielded.connect(lambda step: self._on_embed_progress(worker, step))
-        worker.returned.connect(lambda value: worker is self._embed_worker and on_returned(value))
-        worker.errored.connect(lambda error: self._on_embed_failed(worker, error))
-        worker.finished.connect(lambda: self._on_embed_finished(worker))
-        self._embed_worker = worker
-        self.busy_changed.emit(True)
-        self.status.emit(message)
-        worker.start()
-
-    def _cancel_embedding(self) -> None:
-        if self._embed_worker is not None:
-            self._embed_worker.quit()  # stops at the next encoder block
-            self._embed_worker = None
-            self.busy_changed.emit(False)
-
-    def _on_embed_progress(self, worker, step) -> None:
-        if worker is self._embed_worker:
-            self.progress.emit(*step)
-
-    def _on_embedded(self, target: Target, embedding: ImageEmbedding) -> None:
-        if target != self._current_target():
-            return  # belongs to an image, slice or model no longer selected
-        self.embedding = embedding
-        self.progress.emit(0, 0)
-        self.embedding_ready.emit(embedding)
-        self.status.emit(f"ready: {self._describe_image()}")
-        self.request_decode()  # prompts placed while embedding decode now
-
-    def _on_tiled_ready(self, target: Target, tiled: TiledImage) -> None:
-        if target != self._current_target():
-            return
-        self.tiled = tiled
-        self.progress.emit(0, 0)
-        rows, cols = tiled.rgb.shape[:2]
-        self.status.emit(
-            f"large image ({rows}x{cols}): {len(tiled.grid)} tiles of {tiled.grid.tile} px, "
-            "each embedded when a prompt needs it"
+        self.cancel()
+        self.slot.start(
+            job,
+            background=True,
+            yielded=lambda step: self._progress(*step),
+            returned=on_returned,
+            errored=lambda error: self._problem(f"cannot compute the embedding: {error}", error),
+            finished=lambda: self._busy(False),
         )
-        self.request_decode()
-
-    def _on_embed_failed(self, worker, error: BaseException) -> None:
-        if worker is self._embed_worker:
-            self.report(f"cannot compute the embedding: {error}", error)
-
-    def _on_embed_finished(self, worker) -> None:
-        if worker is self._embed_worker:
-            self._embed_worker = None
-            self.busy_changed.emit(False)
-
-    def _current_target(self) -> Target | None:
-        if self.image_layer is None or self.current_slice is None or self.segmenter is None:
-            return None
-        return Target(id(self.image_layer), self.current_slice, self.segmenter.model_id)
-
-    def _describe_image(self) -> str:
-        if self.image_layer is None:
-            return ""
-        return f"{self.image_layer.name} {self.current_slice.describe() if self.current_slice else ''}".strip()
+        self._busy(True)
+        self._status(message)

@@ -1,39 +1,47 @@
-"""The controller between napari layers and the engine.
+"""The session: one annotation session in one viewer, made of collaborators wired by signals.
 
-It owns no widgets: the dock widget shows its state and calls its methods; tests and the
-benchmark drive it directly. Threads:
+* :class:`~napari_promptseg._napari.state.SessionState` — what is in use (image, plane,
+  model, embedding); plain data;
+* :class:`~napari_promptseg._qt.embedding.EmbeddingController` — the plane's embedding in a
+  background worker;
+* :class:`~napari_promptseg._napari.decoding.DecodeController` — prompts → the mask shown,
+  newest request wins, nothing stale shown;
+* a :class:`~napari_promptseg._qt.workers.WorkerSlot` for model loading.
 
-* model loading and image embedding run in napari workers (the GUI never waits for them);
-  each job carries the identity of what it was started for, and a result that no longer
-  matches the selected image, slice or model is dropped;
-* decoding runs on a :class:`~napari_promptseg.core.latest.LatestOnlyRunner`: the newest
-  prompt state wins and stale results are dropped;
-* layers are touched only on the main thread (worker results arrive through Qt signals).
+The session holds the Qt signals the dock widget and the panels listen to, writes the state,
+and does what spans collaborators: choosing the image and plane, commit, clear, undo. It owns
+no widgets. Layers are touched only on the main thread (worker results arrive through Qt
+signals). Panels call the methods of :class:`~napari_promptseg._qt.panels.registry.SessionAPI`
+and never emit the session's signals.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
 from .._napari import layers as prompt_layers
 from .._napari import objects
-from .._napari.decoding import Decoding
+from .._napari.decoding import DecodeController
+from .._napari.prompt_view import LayersPromptView, label_on_click
 from .._napari.slices import SliceRef, slice_in_view, spatial_shape
+from .._napari.state import SessionState, Target
 from ..core.errors import PromptSegError
-from ..core.latest import LatestOnlyRunner
 from ..core.sam.decode import DecodeResult
 from ..core.sam.embedding import EmbeddingCache, ImageEmbedding
 from ..core.sam.engine import PromptSegmenter
-from ..core.sam.prompts import NEGATIVE, POSITIVE, Prompts
-from ..core.workflows.tiling.tiled_image import TiledImage
-from .embedding import TILE_ABOVE, EmbeddingJobs, Target
+from ..core.sam.prompts import NEGATIVE, POSITIVE
+from ..core.workflows.tiling import TiledImage
+from .embedding import EmbeddingController
+from .workers import WorkerSlot
 
 log = logging.getLogger(__name__)
 
 
-class SegmentationSession(EmbeddingJobs, Decoding, QObject):
+class SegmentationSession(QObject):
     """State of one annotation session in one viewer."""
 
     status = Signal(str)  # a line for the user
@@ -48,62 +56,129 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
     _decoded = Signal(object)  # JobOutcome from the decode thread
     _download = Signal(object, object)  # bytes: vit_h is larger than a Qt int
 
-    def __init__(self, viewer, cache: EmbeddingCache | None = None) -> None:
+    def __init__(self, viewer: Any, cache: EmbeddingCache | None = None) -> None:
         super().__init__()
         self.viewer = viewer
         self.cache = cache if cache is not None else EmbeddingCache()
-        self.segmenter: PromptSegmenter | None = None
-        self.image_layer = None
-        self.labels_layer = None
-        self.overwrite = False
-        self.multimask: bool | None = None  # None: SAM's advice (3 masks for a lone point)
-        self.next_label = POSITIVE
-        self.result: DecodeResult | None = None
-        self.candidate = 0
-        self.embedding: ImageEmbedding | None = None
-        self.current_slice: SliceRef | None = None  # the plane shown, None if none
-        self._result_target: Target | None = None
-        self._result_prompts: Prompts | None = None
-        self._submitted: Prompts | None = None  # the prompts last sent to the decoder
-        self._early: tuple | None = None  # a result decoded before its point landed
-        self._embed_worker = None
-        self.tiled: TiledImage | None = None  # set instead of embedding for large planes
-        self.tile_above = TILE_ABOVE
-        self._model_worker = None
+        self.state = SessionState()
+        self.decoding = DecodeController(
+            self.state,
+            LayersPromptView(viewer, self.state),
+            post=self._decoded.emit,
+            on_result=self.result_changed.emit,
+            status=self.status.emit,
+            problem=self.report,
+            tiles_needed=self._embed_tiles,
+        )
+        self.embedder = EmbeddingController(
+            self.state,
+            embedded=self._on_embedded,
+            tiled=self._on_tiled_ready,
+            tiles_embedded=self._on_tiles_embedded,
+            progress=self.progress.emit,
+            busy=self.busy_changed.emit,
+            status=self.status.emit,
+            problem=self.report,
+            owner=self,
+        )
+        self._model_slot = WorkerSlot(self)
         self._connected_prompt_layers: list = []
-        self._decoder = LatestOnlyRunner(self._decoded.emit, name="promptseg-decode")
-        self._decoded.connect(self._on_decoded)
+        self._on_click = label_on_click(self.state, self.decoding.decode_on_press)
+        self._decoded.connect(self.decoding.on_decoded)
         self._download.connect(self._on_download_progress)
         # first: if napari's own slicing of a lazy layer fails, we still hear of the move
         viewer.dims.events.current_step.connect(self._on_view_changed, position="first")
         viewer.dims.events.ndisplay.connect(self._on_view_changed)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
+    # -- the state, as panels and tests read it -------------------------------------------
+
+    segmenter = property(lambda self: self.state.segmenter)
+    image_layer = property(lambda self: self.state.image_layer)
+    labels_layer = property(lambda self: self.state.labels_layer)
+    current_slice = property(lambda self: self.state.current_slice)
+    embedding = property(lambda self: self.state.embedding)
+    tiled = property(lambda self: self.state.tiled)
+    next_label = property(lambda self: self.state.next_label)
+
+    @property
+    def overwrite(self) -> bool:
+        return self.state.overwrite
+
+    @overwrite.setter
+    def overwrite(self, on: bool) -> None:
+        self.state.overwrite = bool(on)
+
+    @property
+    def multimask(self) -> bool | None:
+        return self.state.multimask
+
+    @multimask.setter
+    def multimask(self, value: bool | None) -> None:
+        self.state.multimask = value
+
+    @property
+    def tile_above(self) -> int:
+        return self.embedder.tile_above
+
+    @tile_above.setter
+    def tile_above(self, pixels: int) -> None:
+        self.embedder.tile_above = int(pixels)
+
+    @property
+    def result(self) -> DecodeResult | None:
+        return self.decoding.result
+
+    @property
+    def candidate(self) -> int:
+        return self.decoding.candidate
+
+    # -- what panels may call (SessionAPI) ------------------------------------------------
+
+    def say(self, message: str) -> None:
+        """Show ``message`` in the status line."""
+        self.status.emit(message)
+
+    def report(self, message: str, error: BaseException | None = None) -> None:
+        """Show ``message`` in the status line and as a napari warning (a problem)."""
+        if error is not None and not isinstance(error, PromptSegError):
+            log.error("promptseg: %s", message, exc_info=error)
+        self.status.emit(message)
+        self.problem.emit(message)
+
+    def current_target(self) -> Target | None:
+        """The image, plane and model shown now (what a result must belong to)."""
+        return self.state.current_target()
+
+    def notify_objects_changed(self) -> None:
+        """The labels layer's objects changed (a panel wrote them): listeners refresh."""
+        self.objects_changed.emit()
+
     # -- model ----------------------------------------------------------------------------
 
     def set_segmenter(self, segmenter: PromptSegmenter) -> None:
         """Use an engine made elsewhere (tests, scripts). Restarts the embedding."""
         segmenter.cache = self.cache
-        self.segmenter = segmenter
+        self.state.segmenter = segmenter
         self.model_changed.emit(segmenter.name)
         self.status.emit(f"model {segmenter.name} ready")
         self.refresh()
 
-    def load_model(self, name=None, *, checkpoint=None, model_type=None, device=None) -> None:
+    def load_model(
+        self,
+        name: str | None = None,
+        *,
+        checkpoint: str | Path | None = None,
+        model_type: str | None = None,
+        device: str | None = None,
+    ) -> None:
         """Load a model in the background; the current one stays usable until it arrives."""
-        from napari.qt.threading import create_worker
-
         from ..core.models.loading import load_model
 
-        if self._model_worker is not None:
-            self._model_worker.quit()
         label = str(checkpoint) if checkpoint else (name or "vit_b")
-        self.status.emit(f"loading model {label}…")
-        self.busy_changed.emit(True)
-
         cache = self.cache
 
-        def job():
+        def job() -> PromptSegmenter:
             model = load_model(
                 name,
                 checkpoint=checkpoint,
@@ -113,26 +188,15 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
             )
             return PromptSegmenter.from_model(model, cache=cache)  # its set-up off the GUI too
 
-        worker = create_worker(
-            job,
-            _ignore_errors=True,  # no napari activity item: see _napari/workers.py
-        )
-        worker.returned.connect(lambda segmenter: self._on_model_loaded(worker, segmenter))
-        worker.errored.connect(lambda error: self._on_model_failed(worker, error))
-        self._model_worker = worker
-        worker.start()
+        self._model_slot.start(job, returned=self._on_model_loaded, errored=self._on_model_failed)
+        self.status.emit(f"loading model {label}…")
+        self.busy_changed.emit(True)
 
-    def _on_model_loaded(self, worker, segmenter: PromptSegmenter) -> None:
-        if worker is not self._model_worker:
-            return  # a newer request replaced this one
-        self._model_worker = None
+    def _on_model_loaded(self, segmenter: PromptSegmenter) -> None:
         self.busy_changed.emit(False)
         self.set_segmenter(segmenter)
 
-    def _on_model_failed(self, worker, error: BaseException) -> None:
-        if worker is not self._model_worker:
-            return
-        self._model_worker = None
+    def _on_model_failed(self, error: BaseException) -> None:
         self.busy_changed.emit(False)
         self.report(f"cannot load the model: {error}", error)
 
@@ -140,9 +204,9 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
         if total:
             self.status.emit(f"downloading model: {done / 1e6:.0f} / {total / 1e6:.0f} MB")
 
-    # -- image and slice --------------------------------------------------------------------
+    # -- image and slice ------------------------------------------------------------------
 
-    def set_image_layer(self, layer) -> None:
+    def set_image_layer(self, layer: Any) -> None:
         """Segment ``layer`` (an Image layer); None stops."""
         if layer is not None:
             shape = spatial_shape(layer)
@@ -152,10 +216,11 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
                     f"the layer {layer.name!r} has shape {shape}: SAM needs a 2D image or a stack of them."
                 )
                 return
-        if self.image_layer is not None:
+        previous = self.state.image_layer
+        if previous is not None:
             for event in ("data", "contrast_limits"):
-                getattr(self.image_layer.events, event).disconnect(self._on_image_changed)
-        self.image_layer = layer
+                getattr(previous.events, event).disconnect(self._on_image_changed)
+        self.state.image_layer = layer
         if layer is not None:
             layer.events.data.connect(self._on_image_changed)
             layer.events.contrast_limits.connect(self._on_image_changed)
@@ -164,58 +229,68 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
 
     def ensure_prompt_layers(self) -> None:
         """Create the prompt layers if missing and listen to them."""
-        if self.image_layer is None:
+        image = self.state.image_layer
+        if image is None:
             return
         keep_selected = self.viewer.layers.selection.active
         created = [
-            prompt_layers.ensure_boxes_layer(self.viewer, self.image_layer),
-            prompt_layers.ensure_scribbles_layer(self.viewer, self.image_layer),
-            prompt_layers.ensure_points_layer(self.viewer, self.image_layer),
+            prompt_layers.ensure_boxes_layer(self.viewer, image),
+            prompt_layers.ensure_scribbles_layer(self.viewer, image),
+            prompt_layers.ensure_points_layer(self.viewer, image),
         ]
         for layer in created:
             if layer not in self._connected_prompt_layers:
-                layer.events.data.connect(self._on_prompts_changed)
-                layer.mouse_drag_callbacks.insert(0, self._choose_label_on_click)
+                layer.events.data.connect(self.decoding.on_prompts_changed)
+                layer.mouse_drag_callbacks.insert(0, self._on_click)
                 self._connected_prompt_layers.append(layer)
         prompt_layers.set_next_label(created[0], POSITIVE)
         for layer in created[1:]:
-            prompt_layers.set_next_label(layer, self.next_label)
+            prompt_layers.set_next_label(layer, self.state.next_label)
         if keep_selected is None or keep_selected.metadata.get(prompt_layers.TAG) is None:
             self.viewer.layers.selection.active = created[-1]  # points, in add mode
 
     def toggle_next_label(self) -> int:
         """Flip positive/negative for the next points and scribbles (key N)."""
-        self.next_label = NEGATIVE if self.next_label == POSITIVE else POSITIVE
+        label = NEGATIVE if self.state.next_label == POSITIVE else POSITIVE
+        self.state.next_label = label
         for role in ("points", "scribbles"):
             layer = prompt_layers.find_layer(self.viewer, role)
             if layer is not None:
-                prompt_layers.set_next_label(layer, self.next_label)
-        self.status.emit(
-            f"next prompts are {'negative' if self.next_label == NEGATIVE else 'positive'}"
-        )
-        return self.next_label
+                prompt_layers.set_next_label(layer, label)
+        self.status.emit(f"next prompts are {'negative' if label == NEGATIVE else 'positive'}")
+        return label
 
-    def _on_image_changed(self, event=None) -> None:
+    def request_decode(self) -> None:
+        """Decode the prompts on the plane in view (in the background; newest wins)."""
+        self.decoding.request()
+
+    def select_candidate(self, index: int) -> None:
+        self.decoding.select_candidate(index)
+
+    def next_candidate(self) -> None:
+        self.decoding.next_candidate()
+
+    def _on_image_changed(self, event: Any = None) -> None:
         self.refresh()
 
-    def _on_view_changed(self, event=None) -> None:
-        if self.image_layer is None:
+    def _on_view_changed(self, event: Any = None) -> None:
+        if self.state.image_layer is None:
             return
         try:
-            ref = slice_in_view(self.viewer, self.image_layer)
+            ref: SliceRef | None = slice_in_view(self.viewer, self.state.image_layer)
         except PromptSegError:
             ref = None
-        if ref != self.current_slice:
+        if ref != self.state.current_slice:
             self.refresh()
 
-    def _on_layer_removed(self, event) -> None:
+    def _on_layer_removed(self, event: Any) -> None:
         layer = event.value
-        if layer is self.image_layer:
-            self.image_layer = None
+        if layer is self.state.image_layer:
+            self.state.image_layer = None
             self.refresh()
             self.status.emit(f"the image layer {layer.name!r} was removed; choose another image")
-        elif layer is self.labels_layer:
-            self.labels_layer = None
+        elif layer is self.state.labels_layer:
+            self.state.labels_layer = None
             self.status.emit(
                 f"the labels layer {layer.name!r} was removed; the next commit makes a new one"
             )
@@ -223,59 +298,89 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
             self._connected_prompt_layers.remove(layer)
             if layer.metadata.get(prompt_layers.TAG) == "preview":
                 return
-            self.request_decode()
+            self.decoding.request()
 
     def refresh(self) -> None:
         """The image, slice or model changed: drop what belongs to the old one, embed the new."""
-        self._cancel_embedding()
-        self._decoder.cancel_pending()
-        self._submitted = self._early = None
-        self.embedding = None
-        self.tiled = None
-        self._set_result(None)
-        self.current_slice = None
-        if self.image_layer is None:
+        state = self.state
+        self.embedder.cancel()
+        state.embedding = state.tiled = None
+        self.decoding.reset()
+        state.current_slice = None
+        if state.image_layer is None:
             self.progress.emit(0, 0)
             return
         try:
-            self.current_slice = slice_in_view(self.viewer, self.image_layer)
+            state.current_slice = slice_in_view(self.viewer, state.image_layer)
         except PromptSegError as error:
             self.status.emit(str(error))
             return
         self.slice_changed.emit()
-        if self.segmenter is None:
+        if state.segmenter is None:
             self.status.emit("choose a model to start")
             return
-        self._start_embedding()
+        self.embedder.start()
+
+    # -- embeddings arriving --------------------------------------------------------------
+
+    def _on_embedded(self, target: Target, embedding: ImageEmbedding) -> None:
+        if target != self.state.current_target():
+            return  # belongs to an image, slice or model no longer selected
+        self.state.embedding = embedding
+        self.progress.emit(0, 0)
+        self.embedding_ready.emit(embedding)
+        self.status.emit(f"ready: {self.state.describe_image()}")
+        self.decoding.request()  # prompts placed while embedding decode now
+
+    def _on_tiled_ready(self, target: Target, tiled: TiledImage) -> None:
+        if target != self.state.current_target():
+            return
+        self.state.tiled = tiled
+        self.progress.emit(0, 0)
+        rows, cols = tiled.rgb.shape[:2]
+        self.status.emit(
+            f"large image ({rows}x{cols}): {len(tiled.grid)} tiles of {tiled.grid.tile} px, "
+            "each embedded when a prompt needs it"
+        )
+        self.decoding.request()
+
+    def _embed_tiles(self, tiles: list) -> None:
+        self.embedder.embed_tiles(tiles)
+
+    def _on_tiles_embedded(self, target: Target, tiled: TiledImage) -> None:
+        if self.state.current_target() == target and self.state.tiled is tiled:
+            self.decoding.retry()
 
     # -- commit, clear, undo --------------------------------------------------------------
 
     def commit(self) -> dict | None:
         """Write the shown mask into the labels layer as a new object. Returns its row."""
-        if self.result is None or self._result_target is None:
+        state, decoding = self.state, self.decoding
+        result, index = decoding.result, decoding.candidate
+        if result is None or decoding.result_target is None or state.segmenter is None:
             self.report("nothing to commit: place a prompt and wait for the mask.")
             return None
-        stale_pixels = self.embedding is not None and self.result.key != self.embedding.key
-        if self._result_target != self._current_target() or stale_pixels:
+        stale_pixels = state.embedding is not None and result.key != state.embedding.key
+        if decoding.result_target != state.current_target() or stale_pixels:
             self.report(
                 "the mask belongs to another image, slice or model; place the prompts again."
             )
             return None
         labels = self.ensure_labels_layer()
-        if labels is None:
+        if labels is None or state.current_slice is None:
             return None
-        result, index = self.result, self.candidate
+        prompts = decoding.result_prompts
         try:
             row = objects.commit_mask(
                 labels,
-                self.current_slice,
+                state.current_slice,
                 result.masks[index],
-                overwrite=self.overwrite,
+                overwrite=state.overwrite,
                 predicted_iou=float(result.iou[index]),
                 stability=float(result.stability[index]),
-                prompts=self._result_prompts.summary() if self._result_prompts else "",
+                prompts=prompts.summary() if prompts is not None else "",
                 candidate=index,
-                model=self.segmenter.name,
+                model=state.segmenter.name,
             )
         except objects.LabelsError as error:
             self.report(str(error))
@@ -287,71 +392,66 @@ class SegmentationSession(EmbeddingJobs, Decoding, QObject):
         )
         return row
 
-    def ensure_labels_layer(self):
+    def ensure_labels_layer(self) -> Any:
         """The labels layer commits go to (a new one if none); None if it does not fit the image."""
-        shape = spatial_shape(self.image_layer)
-        if self.labels_layer is not None and self.labels_layer not in self.viewer.layers:
-            self.labels_layer = None
-        if self.labels_layer is None:
-            self.labels_layer = prompt_layers.new_labels_layer(self.viewer, self.image_layer)
-            self._keep_prompt_layers_on_top()
-            self._bind_labels_undo(self.labels_layer)
-        if tuple(self.labels_layer.data.shape) != shape:
+        state = self.state
+        shape = spatial_shape(state.image_layer)
+        if state.labels_layer is not None and state.labels_layer not in self.viewer.layers:
+            state.labels_layer = None
+        if state.labels_layer is None:
+            state.labels_layer = prompt_layers.new_labels_layer(self.viewer, state.image_layer)
+            prompt_layers.keep_prompt_layers_on_top(self.viewer)
+            self._bind_labels_undo(state.labels_layer)
+        labels = state.labels_layer
+        if tuple(labels.data.shape) != shape:
             self.report(
-                f"the labels layer {self.labels_layer.name!r} has shape {self.labels_layer.data.shape}, "
+                f"the labels layer {labels.name!r} has shape {labels.data.shape}, "
                 f"the image {shape}: choose a matching labels layer or 'new labels layer'."
             )
             return None
-        return self.labels_layer
+        return labels
 
-    def set_labels_layer(self, layer) -> None:
+    def set_labels_layer(self, layer: Any) -> None:
         """Commit into ``layer`` (an existing Labels layer) or, with None, into a new one."""
-        self.labels_layer = layer
+        self.state.labels_layer = layer
         if layer is not None:
             self._bind_labels_undo(layer)
 
-    def _bind_labels_undo(self, layer) -> None:
+    def _bind_labels_undo(self, layer: Any) -> None:
         # napari's own Ctrl+Z on this layer would leave the features table behind
         layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
         layer.bind_key("Control-Shift-z", lambda _layer: self.redo(), overwrite=True)
 
     def clear(self) -> None:
         """Drop the prompts and the preview on the current slice."""
-        self._decoder.cancel_pending()
-        prompt_layers.clear_prompts(self.viewer, self.current_slice)
-        self._set_result(None)
+        self.decoding.cancel_pending()
+        prompt_layers.clear_prompts(self.viewer, self.state.current_slice)
+        self.decoding.set_result(None)
 
     def undo(self) -> None:
         """Undo the last change of the labels layer (a commit is one step)."""
-        if self.labels_layer is None:
+        if self.state.labels_layer is None:
             self.status.emit("nothing to undo")
             return
-        objects.undo(self.labels_layer)
+        objects.undo(self.state.labels_layer)
         self.objects_changed.emit()
 
     def redo(self) -> None:
-        if self.labels_layer is not None:
-            objects.redo(self.labels_layer)
+        if self.state.labels_layer is not None:
+            objects.redo(self.state.labels_layer)
             self.objects_changed.emit()
 
-    # -- helpers --------------------------------------------------------------------------
-
-    def report(self, message: str, error: BaseException | None = None) -> None:
-        if error is not None and not isinstance(error, PromptSegError):
-            log.error("promptseg: %s", message, exc_info=error)
-        self.status.emit(message)
-        self.problem.emit(message)
+    # -- teardown -------------------------------------------------------------------------
 
     def close(self) -> None:
         """Stop threads and disconnect from the viewer (the widget is closing)."""
-        self._cancel_embedding()
-        if self._model_worker is not None:
-            self._model_worker.quit()
-        self._decoder.close()
+        self.embedder.cancel()
+        self._model_slot.cancel()
+        self.decoding.close()
         for layer in self._connected_prompt_layers:
-            layer.events.data.disconnect(self._on_prompts_changed)
-            if self._choose_label_on_click in layer.mouse_drag_callbacks:
-                layer.mouse_drag_callbacks.remove(self._choose_label_on_click)
+            layer.events.data.disconnect(self.decoding.on_prompts_changed)
+            if self._on_click in layer.mouse_drag_callbacks:
+                layer.mouse_drag_callbacks.remove(self._on_click)
         self._connected_prompt_layers.clear()
         self.viewer.dims.events.current_step.disconnect(self._on_view_changed)
         self.viewer.dims.events.ndisplay.disconnect(self._on_view_changed)

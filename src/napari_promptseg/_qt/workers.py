@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 BACKGROUND_NICE = 10  # how much lower than the GUI a background job runs (Linux)
@@ -54,6 +55,86 @@ def connected_worker(job: Callable, *args, background: bool = False, **slots: Ca
     for name, slot in slots.items():
         getattr(worker, name).connect(slot)
     return worker
+
+
+class WorkerSlot:
+    """Room for one background worker: starting a new one quits the old, whose results are dropped.
+
+    Every long job of the session and the panels runs in a slot. A worker that was replaced
+    (a newer :meth:`start`) or cancelled (:meth:`cancel`) may still emit ``yielded``,
+    ``returned`` or ``errored`` before it stops at its next ``yield``; those emissions never
+    reach the slots given to :meth:`start`. When the current worker finishes, the slot is
+    freed first (:attr:`running` is False), then its ``finished`` slot is called.
+
+    Parameters
+    ----------
+    owner
+        The QObject (panel, session) whose methods the slots are. When Qt deletes it —
+        possibly without ``close()``, e.g. with its window — the slot cancels its worker, so
+        nothing calls into a deleted widget.
+    """
+
+    def __init__(self, owner: Any = None) -> None:
+        self._worker: Any = None
+        if owner is not None:
+            owner.destroyed.connect(self.cancel)
+
+    @property
+    def worker(self) -> Any:
+        """The current worker (a napari ``WorkerBase``), or None."""
+        return self._worker
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def start(self, job: Callable, *args: Any, background: bool = False, **slots: Callable) -> Any:
+        """Quit the current worker (if any), then run ``job(*args)`` in a new one; returns it.
+
+        ``background`` and ``slots`` are as for :func:`connected_worker`.
+        """
+        unknown = sorted(set(slots) - set(SIGNALS))
+        if unknown:
+            raise TypeError(f"workers have no signal {', '.join(unknown)}; they have {SIGNALS}.")
+        self.cancel()
+        worker = connected_worker(job, *args, background=background)
+        finished = slots.pop("finished", None)
+        for name, slot in slots.items():
+            getattr(worker, name).connect(self._only_if_current(worker, slot))
+        worker.finished.connect(lambda: self._finish(worker, finished))
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def quit(self) -> None:
+        """Ask the current worker to stop at its next ``yield``; its ``aborted`` and
+        ``finished`` still arrive (a user's Cancel that reports what was kept)."""
+        if self._worker is not None:
+            self._worker.quit()
+
+    def cancel(self) -> None:
+        """Ask the current worker to stop at its next ``yield`` and forget it: nothing more
+        of it arrives (a replaced job, a closing panel)."""
+        if self._worker is not None:
+            self._worker.quit()
+            self._worker = None
+
+    def is_current(self, worker: Any) -> bool:
+        return worker is not None and worker is self._worker
+
+    def _only_if_current(self, worker: Any, slot: Callable) -> Callable:
+        def call(*args: Any) -> None:
+            if worker is self._worker:
+                slot(*args)
+
+        return call
+
+    def _finish(self, worker: Any, slot: Callable | None) -> None:
+        if worker is not self._worker:
+            return
+        self._worker = None
+        if slot is not None:
+            slot()
 
 
 def run_in_background(job: Callable) -> Callable:

@@ -14,10 +14,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import embed, everything, export, gui, models, segment
+from . import embed, evaluate, everything, export, gui, models, segment
 
 DESCRIPTION = "Prompted segmentation with Segment Anything (SAM), without a GUI."
-SUBCOMMANDS = (models, segment, everything, embed, gui, export)
+SUBCOMMANDS = (models, segment, everything, embed, gui, export, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

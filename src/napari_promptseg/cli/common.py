@@ -13,9 +13,13 @@ from pathlib import Path
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", help="registry name (see `promptseg models`); default vit_b")
-    group.add_argument("--checkpoint", type=Path, help="a local SAM checkpoint file instead")
     group.add_argument(
-        "--model-type", help="vit_b, vit_l, vit_h (for --checkpoint; guessed if omitted)"
+        "--checkpoint", type=Path, help="a local SAM, MobileSAM or SAM 2.1 checkpoint file instead"
+    )
+    group.add_argument(
+        "--model-type",
+        help="vit_b, vit_l, vit_h, vit_t (MobileSAM), sam2.1_hiera_t|s|b+|l (SAM 2.1) "
+        "(for --checkpoint; recognised from the weights if omitted)",
     )
     group.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     group.add_argument(

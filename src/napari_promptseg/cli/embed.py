@@ -2,6 +2,7 @@
 
     promptseg embed stack.tif --model vit_b                  # every plane of a stack
     promptseg embed images/ --store /data/embeddings          # every file of a folder
+    promptseg embed screen/ --store /shared/e.zarr --scheduler local:4   # on 4 worker processes
 
 Without ``--contrast-limits`` images are converted with the contrast limits napari gives a
 new layer of the file (see ``core.batch.stack_contrast_limits``), so opening it in napari
@@ -16,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_image_arguments, add_model_arguments, load_segmenter
+from .common import add_image_arguments, add_model_arguments
+from .scale import add_scale_arguments
 
 
 def register(commands) -> None:
@@ -34,7 +36,8 @@ def register(commands) -> None:
     embed.add_argument(
         "--store",
         type=Path,
-        help="store folder (default: $NAPARI_PROMPTSEG_STORE or the user cache folder)",
+        help="store folder (default: $NAPARI_PROMPTSEG_STORE or the user cache folder); "
+        "a name ending in .zarr is a zarr store many processes and machines can share",
     )
     embed.add_argument(
         "--dtype",
@@ -43,38 +46,46 @@ def register(commands) -> None:
         help="float16 halves the disk use; masks may then differ from SAM's in a few pixels",
     )
     add_image_arguments(embed)
+    add_scale_arguments(embed, store=False)
     embed.set_defaults(run=run_embed)
 
 
 def run_embed(args) -> int:
-    from ..core.errors import ImageError
-    from ..core.sam.embedding import EmbeddingCache
-    from ..core.storage.store import EmbeddingStore
+    from ..core.workflows.distributed.scheduler import parse_scheduler
+    from ..core.workflows.distributed.sources import ImageSource
+    from ..core.workflows.distributed.tasks import EmbedTask, embed_task
+    from .scale import open_store, recipe_from_args, run_tasks
 
+    parse_scheduler(args.scheduler)  # a bad --scheduler fails before anything else
     files = _input_files(args.path)
-    first = None
-    if len(files) == 1 and not args.path.is_dir():
-        first = _read_planes(files[0], args)  # a bad single image fails before the model loads
-    store = EmbeddingStore(args.store, dtype=args.dtype, on_error="raise")
+    settings = _conversion(args)
+    if (len(files) == 1 and not args.path.is_dir()) or _is_zarr(args.path):
+        # one image (or stack): a bad file fails before the model loads; split by plane
+        source = ImageSource.create(files[0], **settings).resolved()
+        planes = source.planes()
+        tasks = [EmbedTask(source, (label,)) for label in planes.labels]
+    else:
+        tasks = [
+            EmbedTask(ImageSource.create(path, **settings), skip_unreadable=True) for path in files
+        ]
+    store = open_store(args.store, dtype=args.dtype, required=True)
     # the store keeps everything; memory only needs the embedding being written
-    segmenter = load_segmenter(args, store=store, cache=EmbeddingCache(max_bytes=0))
+    recipe = recipe_from_args(args, store=store, cache_bytes=0)
 
+    started = time.perf_counter()
+    outcomes = run_tasks(args, embed_task, tasks, recipe, label="embedding")
     computed = reused = 0
     skipped: list[str] = []
-    started = time.perf_counter()
-    for path in files:
-        try:
-            planes = first if first is not None else _read_planes(path, args)
-            summary = _embed_file(segmenter, path, planes)
-        except ImageError as error:
-            print(f"skipped {path.name}: {error}", file=sys.stderr)
-            skipped.append(path.name)
+    for outcome in _per_file(outcomes):
+        if outcome.skipped is not None:
+            print(f"skipped {outcome.name}: {outcome.skipped}", file=sys.stderr)
+            skipped.append(outcome.name)
             continue
-        computed += summary.computed
-        reused += summary.reused
+        computed += outcome.computed
+        reused += outcome.reused
         print(
-            f"{path.name}: {summary.total} plane(s), {summary.computed} computed, "
-            f"{summary.reused} already stored"
+            f"{outcome.name}: {outcome.total} plane(s), {outcome.computed} computed, "
+            f"{outcome.reused} already stored"
         )
     print(
         f"{computed} embedding(s) computed, {reused} already stored, in "
@@ -87,41 +98,57 @@ def run_embed(args) -> int:
     return 0
 
 
+def _per_file(outcomes):
+    """Outcomes of plane tasks summed per file, in order."""
+    from ..core.workflows.distributed.tasks import EmbedOutcome
+
+    merged: dict[str, EmbedOutcome] = {}
+    for outcome in outcomes:
+        before = merged.get(outcome.name)
+        if before is None or outcome.skipped is not None:
+            merged[outcome.name] = outcome
+            continue
+        merged[outcome.name] = EmbedOutcome(
+            outcome.name,
+            before.computed + outcome.computed,
+            before.reused + outcome.reused,
+            before.total + outcome.total,
+        )
+    return list(merged.values())
+
+
+def _is_zarr(path: Path) -> bool:
+    from ..core.storage.ome_zarr import is_zarr_path
+
+    return is_zarr_path(path)
+
+
 def _input_files(path: Path) -> list[Path]:
     from ..core.errors import ImageError
 
+    if _is_zarr(path):
+        if not path.exists():
+            raise ImageError(f"{path} does not exist.")
+        return [path]
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        files = sorted(
+            p for p in path.iterdir() if (p.is_file() or _is_zarr(p)) and not p.name.startswith(".")
+        )
         if not files:
             raise ImageError(f"the folder {path} holds no files.")
         return files
     raise ImageError(f"{path} does not exist.")
 
 
-def _read_planes(path: Path, args):
-    from ..core.storage.readers import read_image
-    from ..core.workflows.stack import planes_of
-
-    return planes_of(
-        read_image(path),
-        contrast_limits=tuple(args.contrast_limits) if args.contrast_limits else None,
-        channel_axis=args.channel_axis,
-        channels=args.channels[0] if args.channels and len(args.channels) == 1 else args.channels,
-    )
-
-
-def _embed_file(segmenter, path: Path, planes):
-    from tqdm import tqdm
-
-    from ..core.workflows.stack import iter_embed_planes
-
-    steps = iter_embed_planes(segmenter, planes)
-    with tqdm(total=len(planes), desc=path.name, unit="plane", file=sys.stderr, leave=False) as bar:
-        try:
-            while True:
-                done, _, _ = next(steps)
-                bar.update(done - bar.n)
-        except StopIteration as finished:
-            return finished.value
+def _conversion(args) -> dict:
+    """The image-conversion settings of the command line, for ImageSource.create."""
+    channels = args.channels
+    if channels and len(channels) == 1:
+        channels = channels[0]
+    return {
+        "contrast_limits": tuple(args.contrast_limits) if args.contrast_limits else None,
+        "channel_axis": args.channel_axis,
+        "channels": channels,
+    }

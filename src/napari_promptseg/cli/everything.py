@@ -10,9 +10,9 @@ from .common import (
     add_image_arguments,
     add_model_arguments,
     check_output_path,
-    load_segmenter,
     progress_printer,
 )
+from .scale import add_scale_arguments
 
 # (flag, EverythingParams field, type, help)
 PARAMETERS = (
@@ -47,21 +47,29 @@ def register(commands) -> None:
         description=(
             "Prompt SAM with a grid of points and keep the confident, stable, distinct masks "
             "(the parameters and results of segment_anything's SamAutomaticMaskGenerator). "
-            "Overlaps go to the mask with the higher predicted IoU. Writes LABELS.tif and "
-            "LABELS_objects.csv."
+            "Overlaps go to the mask with the higher predicted IoU. A stack is segmented plane "
+            "by plane (ids continue from plane to plane). Writes LABELS.tif or LABELS.ome.zarr "
+            "and LABELS_objects.csv."
         ),
     )
     everything.add_argument(
-        "image", type=Path, help="image file (tif, png, jpg, ...), one 2D image"
+        "image",
+        type=Path,
+        help="image file (tif, png, jpg, ..., zarr / OME-Zarr): a 2D image or a stack",
     )
     add_model_arguments(everything)
     everything.add_argument(
-        "-o", "--output", type=Path, required=True, help="label image to write (.tif)"
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="label image to write (.tif, or .ome.zarr for OME-Zarr)",
     )
     group = everything.add_argument_group("generator parameters (SamAutomaticMaskGenerator's)")
     for flag, dest, kind, text in PARAMETERS:
         group.add_argument(flag, dest=dest, type=kind, default=None, help=text)
     add_image_arguments(everything)
+    add_scale_arguments(everything)
     everything.set_defaults(run=run_everything)
 
 
@@ -76,37 +84,64 @@ def params_from_args(args):
 
 
 def run_everything(args) -> int:
-    from ..core import to_rgb_uint8
-    from ..core.storage.export import (
-        LABEL_SUFFIXES,
-        objects_csv_path,
-        write_labels_tif,
-        write_objects_csv,
-    )
-    from ..core.storage.readers import read_image
-    from ..core.workflows.everything.generator import segment_everything
+    from ..core.storage.ome_zarr import LABEL_OUTPUT_SUFFIXES, write_label_output
+    from ..core.workflows.distributed.scheduler import parse_scheduler
+    from ..core.workflows.distributed.sources import ImageSource
+    from ..core.workflows.distributed.tasks import EverythingTask, everything_task, stack_objects
+    from .embed import _conversion
+    from .scale import open_store, recipe_from_args, run_tasks
 
     # everything that can be refused is refused before the model loads
-    output = check_output_path(args.output, LABEL_SUFFIXES)
+    spec = parse_scheduler(args.scheduler)
+    output = check_output_path(args.output, LABEL_OUTPUT_SUFFIXES)
     params = params_from_args(args)
-    rgb = to_rgb_uint8(
-        read_image(args.image),
-        contrast_limits=args.contrast_limits,
-        channel_axis=args.channel_axis,
-        channels=args.channels,
-    )
-    segmenter = load_segmenter(args)
+    source = ImageSource.create(args.image, **_conversion(args)).resolved()
+    planes = source.planes()
+    tasks = [EverythingTask(source, label, params) for label in planes.labels]
+    store = open_store(args.store)
+    recipe = recipe_from_args(args, store=store)
     started = time.perf_counter()
-    result = segment_everything(
-        segmenter, rgb, params, progress=progress_printer("segment everything")
-    )
+    if not spec.distributed and len(tasks) == 1:
+        # one 2D image here: the same task, with progress per batch of points
+        results = [_everything_here(args, recipe, tasks[0])]
+    else:
+        results = run_tasks(args, everything_task, tasks, recipe, label="segment everything")
+    labels, rows = stack_objects(results, _planes_shape(planes), planes.plane_shape)
     print(
-        f"segment everything: {len(result.masks)} masks, {len(result.rows)} objects in "
+        f"segment everything: {sum(r.masks for r in results)} masks, {len(rows)} objects in "
         f"{time.perf_counter() - started:.1f} s",
         file=sys.stderr,
     )
-    rows = [dict(row, model=segmenter.name) for row in result.rows]
-    write_labels_tif(output, result.labels)
-    table = write_objects_csv(objects_csv_path(output), rows)
-    print(f"wrote {output} ({len(rows)} objects) and {table}")
+    written, table = write_label_output(output, labels, rows, axes=_axes_of(source))
+    print(f"wrote {written} ({len(rows)} objects) and {table}")
     return 0
+
+
+def _everything_here(args, recipe, task):
+    from ..core.workflows.distributed.tasks import PlaneObjects
+    from ..core.workflows.everything import segment_everything
+
+    loaded = time.perf_counter()
+    segmenter = recipe.build()
+    print(f"model {segmenter.name} loaded in {time.perf_counter() - loaded:.1f} s", file=sys.stderr)
+    rgb = task.source.planes().rgb(task.plane)
+    result = segment_everything(
+        segmenter, rgb, task.params, progress=progress_printer("segment everything")
+    )
+    rows = [dict(row, model=segmenter.name) for row in result.rows]
+    return PlaneObjects(task.plane, result.labels, rows, len(result.masks))
+
+
+def _planes_shape(planes) -> tuple[int, ...]:
+    if not planes.labels or not planes.labels[-1]:
+        return ()
+    return tuple(i + 1 for i in planes.labels[-1])
+
+
+def _axes_of(source):
+    """The input's OME axes (labels get them without c), when it is an OME-Zarr."""
+    from ..core.storage.ome_zarr import is_zarr_path, open_zarr_image
+
+    if not is_zarr_path(source.path):
+        return None
+    return open_zarr_image(source.path).axes

@@ -31,7 +31,13 @@ def register(commands) -> None:
         action="append",
         dest="categories",
         metavar="NAME",
-        help="category name (repeatable; default 'object'); rows may name theirs in 'category'",
+        help="category name (repeatable; default 'object'); rows name theirs in 'class'",
+    )
+    export.add_argument(
+        "--classes",
+        type=Path,
+        metavar="FILE",
+        help="class list (.json, as the widget saves it): its names become the categories, in order",
     )
     export.add_argument(
         "--all-planes",
@@ -48,6 +54,11 @@ def run_export(args) -> int:
     from ..core.storage.readers import read_image
 
     output = check_output_path(args.coco, (".json",))
+    categories = list(args.categories or [])
+    if args.classes is not None:
+        from ..core.storage.classes import load_class_list
+
+        categories += [n for n in load_class_list(args.classes).names if n not in categories]
     labels = read_image(args.labels)
     table = args.objects
     if table is None and objects_csv_path(args.labels).is_file():
@@ -65,7 +76,7 @@ def run_export(args) -> int:
         labels,
         rows,
         image_name=args.image_name or args.labels.name,
-        categories=args.categories,
+        categories=categories or None,
         all_planes=args.all_planes,
     )
     import json

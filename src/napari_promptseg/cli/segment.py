@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (
-    add_image_arguments,
-    add_model_arguments,
-    check_output_path,
-    load_segmenter,
-    progress_printer,
-)
+from .common import add_image_arguments, add_model_arguments, check_output_path
+from .scale import add_scale_arguments
 
 
 def register(commands) -> None:
@@ -32,7 +25,8 @@ def register(commands) -> None:
     segment.add_argument(
         "image",
         type=Path,
-        help="image file (tif, png, jpg, ...): 2D, or a stack (z, y, x), (t, z, y, x)",
+        help="image file (tif, png, jpg, ..., zarr / OME-Zarr): 2D, or a stack (z, y, x), "
+        "(t, z, y, x)",
     )
     segment.add_argument(
         "--axes",
@@ -43,7 +37,7 @@ def register(commands) -> None:
     segment.add_argument("--points", type=Path, help="points CSV: object,row,col[,label]")
     segment.add_argument("--boxes", type=Path, help="boxes CSV: object,row0,col0,row1,col1")
     segment.add_argument(
-        "-o", "--output", type=Path, required=True, help="label image to write (.tif)"
+        "-o", "--output", type=Path, required=True, help="label image to write (.tif or .ome.zarr)"
     )
     segment.add_argument(
         "--multimask",
@@ -57,6 +51,7 @@ def register(commands) -> None:
         help="later objects may overwrite earlier ones (default: never)",
     )
     add_image_arguments(segment)
+    add_scale_arguments(segment)
     segment.set_defaults(run=run_segment)
 
 
@@ -65,24 +60,20 @@ def run_segment(args) -> int:
 
     from ..core import Prompts
     from ..core.errors import PromptError
-    from ..core.labels import object_row, pixels_to_paint, smallest_dtype_for
+    from ..core.labels import smallest_dtype_for
     from ..core.sam.prompts import to_sam_prompts
-    from ..core.storage.export import (
-        LABEL_SUFFIXES,
-        objects_csv_path,
-        write_labels_tif,
-        write_objects_csv,
-    )
-    from ..core.storage.readers import read_image, read_prompt_tables
-    from ..core.workflows.stack import planes_of
+    from ..core.storage.ome_zarr import LABEL_OUTPUT_SUFFIXES, write_label_output
+    from ..core.storage.readers import read_prompt_tables
+    from ..core.workflows.distributed.scheduler import parse_scheduler
+    from ..core.workflows.distributed.sources import ImageSource
+    from ..core.workflows.distributed.tasks import PromptTask, paint_objects, prompt_task
+    from .embed import _conversion
+    from .scale import open_store, recipe_from_args, run_tasks
 
-    output = check_output_path(args.output, LABEL_SUFFIXES)
-    planes = planes_of(
-        read_image(args.image),
-        contrast_limits=args.contrast_limits,
-        channel_axis=args.channel_axis,
-        channels=args.channels,
-    )
+    parse_scheduler(args.scheduler)
+    output = check_output_path(args.output, LABEL_OUTPUT_SUFFIXES)
+    source = ImageSource.create(args.image, **_conversion(args)).resolved()
+    planes = source.planes()
     axes = plane_axes(args.axes, planes)
     if args.points is None and args.boxes is None:
         raise PromptError("give prompts with --points and/or --boxes.")
@@ -102,30 +93,29 @@ def run_segment(args) -> int:
     names = list(dict.fromkeys(obj.name for obj in objects))
     ids = dict(zip(names, object_ids(names), strict=True))
 
-    segmenter = load_segmenter(args)
     multimask = {"auto": None, "on": True, "off": False}[args.multimask]
+    # one task per plane: it is embedded once (or read from --store) and its objects decoded
+    by_plane: dict[tuple[int, ...], list[tuple[int, Prompts]]] = {}
+    for index, (obj, prompt) in enumerate(zip(objects, prompts, strict=True)):
+        by_plane.setdefault(obj.plane, []).append((index, prompt))
+    tasks = [
+        PromptTask(source, plane, tuple(items), multimask) for plane, items in by_plane.items()
+    ]
+    recipe = recipe_from_args(args, store=open_store(args.store))
+    found = {m.index: m for masks in run_tasks(args, prompt_task, tasks, recipe, label="planes")
+             for m in masks}  # fmt: skip
+    model = _model_name(recipe)
     labels = np.zeros((*n_planes, *planes.plane_shape), smallest_dtype_for(max(ids.values())))
     rows = []
-    for obj, prompt in zip(objects, prompts, strict=True):
-        started = time.perf_counter()
-        embedding = segmenter.embed(planes.rgb(obj.plane), progress=progress_printer("embedding"))
-        if time.perf_counter() - started > 1:
-            print(f"embedding: {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        result = segmenter.predict(embedding, prompt, multimask=multimask)
-        plane = labels[obj.plane]  # a view: painting it paints the stack
-        where = pixels_to_paint(plane, result.mask, overwrite=args.overwrite)
-        plane[where] = ids[obj.name]
-        painted = np.zeros(planes.plane_shape, dtype=bool)
-        painted[where] = True
-        row = object_row(
+    for index, (obj, prompt) in enumerate(zip(objects, prompts, strict=True)):
+        row = paint_objects(
+            labels,
+            obj.plane,
+            found[index],
             ids[obj.name],
-            painted,
-            predicted_iou=result.iou[result.best],
-            stability=result.stability[result.best],
-            prompts=prompt.summary(),
-            candidate=result.best,
-            model=segmenter.name,
-            slice_index=obj.plane,
+            overwrite=args.overwrite,
+            prompts=prompt,
+            model=model,
         )
         row["object"] = obj.name
         rows.append(row)
@@ -134,10 +124,24 @@ def run_segment(args) -> int:
             f"object {obj.name}{where_text}: id {row['id']}, predicted IoU "
             f"{row['predicted_iou']:.3f}, stability {row['stability']:.3f}, area {row['area']} px"
         )
-    write_labels_tif(output, labels)
-    table = write_objects_csv(objects_csv_path(output), rows)
-    print(f"wrote {output} and {table}")
+    written, table = write_label_output(output, labels, rows, axes=_ome_axes(args.image))
+    print(f"wrote {written} and {table}")
     return 0
+
+
+def _model_name(recipe) -> str:
+    """The name the objects table gives the model (as the engine names it)."""
+    if recipe.checkpoint is not None:
+        return Path(recipe.checkpoint).name
+    from ..core.models.registry import DEFAULT_MODEL
+
+    return recipe.name or DEFAULT_MODEL
+
+
+def _ome_axes(path: Path):
+    from ..core.storage.ome_zarr import is_zarr_path, open_zarr_image
+
+    return open_zarr_image(path).axes if is_zarr_path(path) else None
 
 
 def planes_shape(planes) -> tuple[int, ...]:

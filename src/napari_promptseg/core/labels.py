@@ -28,6 +28,7 @@ OBJECT_COLUMNS = (
     "candidate",
     "prompts",
     "model",
+    "class",  # the object's class name ("" = none); see core.storage.classes
 )
 
 
@@ -110,11 +111,13 @@ def object_row(
     candidate: int = 0,
     model: str = "",
     slice_index: tuple[int, ...] | None = None,
+    class_name: str = "",
 ) -> dict[str, Any]:
     """The objects-table row for one committed object.
 
     ``painted`` is the (H, W) bool of the pixels that now carry ``label_id``; area and
     bounding box describe those, not the raw mask (overlaps spared are not counted).
+    ``class_name`` is the object's class ("" when it has none).
     """
     row0, col0, row1, col1 = bounding_box(painted)
     return {
@@ -130,6 +133,7 @@ def object_row(
         "candidate": int(candidate),
         "prompts": prompts,
         "model": model,
+        "class": class_name,
     }
 
 

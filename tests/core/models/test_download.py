@@ -332,7 +332,7 @@ def test_registry_entries_are_well_formed():
     assert models.DEFAULT_MODEL == "vit_b"
     for name, spec in models.MODELS.items():
         assert spec.name == name
-        assert spec.model_type in ("vit_b", "vit_l", "vit_h")
+        assert spec.model_type in models.BUILDERS
         assert spec.url.startswith("https://")
         algorithm, digest = download.split_hash(spec.hash)
         assert (algorithm, len(digest)) in (("sha256", 64), ("xxh128", 32))

@@ -79,7 +79,7 @@ def test_the_layout_is_a_zarr_v3_hierarchy(store):
     root = zarr.open_group(store.root, mode="r")
     assert root.attrs["napari_promptseg"]["kind"] == zarr_store.STORE_KIND
     model = root[path.parent.name]
-    assert model.attrs["napari_promptseg"]["model"] == {"model_id": "m"}
+    assert model.attrs["napari_promptseg"]["model"] == {"model_id": "m", "family": "sam"}
     entry = model[path.name]
     assert np.array_equal(entry["features"][...], embedding.features.numpy())
     assert entry.metadata.zarr_format == 3
@@ -88,41 +88,62 @@ def test_the_layout_is_a_zarr_v3_hierarchy(store):
 # -- fields added by other model families ---------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class FamilyKey(EmbeddingKey):
-    family: str = "sam2"
-
-
-@dataclasses.dataclass(eq=False)
-class Sam2Embedding(ImageEmbedding):
-    high_res_features: tuple[torch.Tensor, ...] = ()
-
-
-def test_extra_fields_and_key_fields_are_stored_generically(tmp_path):
-    class Sam2Store(ZarrEmbeddingStore):
-        embedding_type = Sam2Embedding
-
-    store = Sam2Store(tmp_path / "s2.zarr")
+def test_sam2_maps_and_the_family_are_stored(store):
     base = fake_embedding()
     maps = (torch.rand(1, 4, 256, 256), torch.rand(1, 8, 128, 128))
-    embedding = Sam2Embedding(
+    embedding = ImageEmbedding(
         features=base.features,
         original_size=base.original_size,
-        input_size=base.input_size,
-        key=FamilyKey("abc123", "m", family="sam2"),
+        input_size=(1024, 1024),
+        key=EmbeddingKey("abc123", "m", family="sam2.1"),
         high_res_features=maps,
     )
     store.save(embedding)
     loaded = store.load(embedding.key)
-    assert isinstance(loaded, Sam2Embedding)
-    assert len(loaded.high_res_features) == 2
+    assert len(loaded.high_res_features) == 2 and loaded.input_size == (1024, 1024)
     assert all(torch.equal(a, b) for a, b in zip(loaded.high_res_features, maps, strict=True))
-    # the family is part of the address: the same fingerprint under another family is missing
-    assert store.load(FamilyKey("abc123", "m", family="sam1")) is None
-    assert FamilyKey("abc123", "m", family="sam1") not in store
+    assert loaded.nbytes == embedding.nbytes
+    # the family is part of the address: the same fingerprint and model id under another
+    # family is another entry
+    other = EmbeddingKey("abc123", "m", family="sam")
+    assert other not in store and store.load(other) is None
+    # a SAM embedding has no extra maps and loads with none
+    store.save(fake_embedding(fingerprint="plain"))
+    assert store.load(EmbeddingKey("plain", "m")).high_res_features == ()
+
+
+@dataclasses.dataclass(frozen=True)
+class FutureKey(EmbeddingKey):
+    resolution: int = 1024
+
+
+@dataclasses.dataclass(eq=False)
+class FutureEmbedding(ImageEmbedding):
+    future_maps: tuple[torch.Tensor, ...] = ()
+
+
+def test_fields_added_later_are_stored_generically(tmp_path):
+    class FutureStore(ZarrEmbeddingStore):
+        embedding_type = FutureEmbedding
+
+    store = FutureStore(tmp_path / "future.zarr")
+    base = fake_embedding()
+    embedding = FutureEmbedding(
+        features=base.features,
+        original_size=base.original_size,
+        input_size=base.input_size,
+        key=FutureKey("abc123", "m", resolution=2048),
+        future_maps=(torch.rand(1, 2, 8, 8),),
+    )
+    store.save(embedding)
+    loaded = store.load(embedding.key)
+    assert isinstance(loaded, FutureEmbedding)
+    assert torch.equal(loaded.future_maps[0], embedding.future_maps[0])
+    assert store.load(FutureKey("abc123", "m", resolution=1024)) is None
     # an entry with fields this version's ImageEmbedding lacks is not served to it
     plain = ZarrEmbeddingStore(store.root)
-    assert plain.load(embedding.key) is None
+    plain_key = FutureKey("abc123", "m", resolution=2048)
+    assert plain.load(plain_key) is None
 
 
 # -- damaged entries --------------------------------------------------------------------------

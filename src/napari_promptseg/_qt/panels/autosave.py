@@ -275,7 +275,7 @@ class AutosavePanel(QWidget):
         image = self.session.image_layer
         if image is not None and tuple(spatial_shape(image)) == tuple(labels.shape):
             self.session.set_labels_layer(layer)
-        self.session.status.emit(f"restored {len(rows)} object(s) from {path}")
+        self.session.say(f"restored {len(rows)} object(s) from {path}")
         self.status_label.setText(f"restored {path.name}")
         return layer
 

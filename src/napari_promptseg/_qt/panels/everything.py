@@ -9,8 +9,6 @@ image, plane, contrast or model no longer shown is dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
@@ -24,7 +22,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..._napari import objects
-from ..._napari.slices import LayerSnapshot, SliceRef, slice_rgb
+from ..._napari.slices import LayerSnapshot, slice_rgb
+from ..._napari.state import Target
 from ...core.errors import PromptSegError
 from ...core.labels import LabelsError, next_label_id
 from ...core.workflows.everything.generator import (
@@ -34,17 +33,8 @@ from ...core.workflows.everything.generator import (
     iter_segment_everything,
     place_objects,
 )
-from ..workers import BarProgress, connected_worker
+from ..workers import BarProgress, WorkerSlot
 from .registry import disconnect, plane_ready
-
-
-@dataclass(frozen=True)
-class _Target:
-    """What a run was started for."""
-
-    layer_id: int
-    ref: SliceRef
-    model_id: str
 
 
 class EverythingPanel(QWidget):
@@ -90,8 +80,8 @@ class EverythingPanel(QWidget):
         layout.addWidget(self.progress_bar)
 
         self.last_rows: list[dict] = []  # rows added by the last applied run
-        self._worker = None
-        self._target: _Target | None = None
+        self._slot = WorkerSlot(self)
+        self._target: Target | None = None
         self._progress = None
         self._waiting = False  # pressed while the embedding was being computed
         self.run_button.clicked.connect(self.run)
@@ -101,7 +91,7 @@ class EverythingPanel(QWidget):
 
     @property
     def running(self) -> bool:
-        return self._worker is not None or self._waiting
+        return self._slot.running or self._waiting
 
     def params(self) -> EverythingParams:
         return EverythingParams(
@@ -117,7 +107,7 @@ class EverythingPanel(QWidget):
     def run(self) -> None:
         """Segment everything on the plane shown now (in the background)."""
         session = self.session
-        if self._worker is not None:
+        if self._slot.running:
             return
         if not plane_ready(session, "segment everything"):
             return
@@ -136,14 +126,15 @@ class EverythingPanel(QWidget):
     def _start(self) -> None:
         session, layer, ref = self.session, self.session.image_layer, self.session.current_slice
         segmenter, params = session.segmenter, self.params()
-        self._target = _Target(id(layer), ref, segmenter.model_id)
+        self._target = session.current_target()
         snapshot = LayerSnapshot.of(layer)  # the worker reads no layer napari may change
 
         def job():
             rgb = slice_rgb(snapshot, ref)
             return (yield from iter_segment_everything(segmenter, rgb, params))
 
-        self._worker = worker = connected_worker(
+        self._progress = BarProgress(self.progress_bar)
+        self._slot.start(
             job,
             background=True,
             yielded=self._on_step,
@@ -152,19 +143,17 @@ class EverythingPanel(QWidget):
             aborted=self._on_aborted,
             finished=self._on_finished,
         )
-        self._progress = BarProgress(self.progress_bar)
         where = f" ({ref.describe()})" if ref.fixed else ""
         self._set_running(True, f"segmenting everything{where}…")
-        session.status.emit(f"segmenting everything in {layer.name}{where}…")
-        worker.start()
+        session.say(f"segmenting everything in {layer.name}{where}…")
 
     def cancel(self) -> None:
         """Stop after the current batch of points; nothing is written."""
         if self._waiting:
             self._waiting = False
             self._set_running(False, "cancelled")
-        if self._worker is not None:
-            self._worker.quit()
+        if self._slot.running:
+            self._slot.quit()  # its aborted and finished still report
             self.cancel_button.setEnabled(False)
 
     def _on_embedding_ready(self, _embedding) -> None:
@@ -178,7 +167,7 @@ class EverythingPanel(QWidget):
             self._set_running(False, "")
 
     def _on_step(self, step) -> None:
-        if self._worker is None or self._progress is None:
+        if self._progress is None:
             return
         done, total = step
         self.status_label.setText(f"segmenting everything: step {done} / {total}")
@@ -186,27 +175,20 @@ class EverythingPanel(QWidget):
         self._progress.update(done - self._progress.n)
 
     def _on_returned(self, result: EverythingResult) -> None:
-        if self._worker is None:
-            return
         try:
             self.apply(result, self._target)
         except PromptSegError as error:
             self.session.report(str(error), error)
 
     def _on_errored(self, error: BaseException) -> None:
-        if self._worker is not None:
-            self.session.report(f"segment everything failed: {error}", error)
-            self.status_label.setText("failed")
+        self.session.report(f"segment everything failed: {error}", error)
+        self.status_label.setText("failed")
 
     def _on_aborted(self) -> None:
-        if self._worker is not None:
-            self.status_label.setText("cancelled; nothing was added")
-            self.session.status.emit("segment everything cancelled; nothing was added")
+        self.status_label.setText("cancelled; nothing was added")
+        self.session.say("segment everything cancelled; nothing was added")
 
     def _on_finished(self) -> None:
-        if self._worker is None:
-            return
-        self._worker = None
         if self._progress is not None:
             self._progress.close()
             self._progress = None
@@ -214,17 +196,17 @@ class EverythingPanel(QWidget):
 
     # -- the result into the labels layer -------------------------------------------------
 
-    def apply(self, result: EverythingResult, target: _Target | None) -> list[dict]:
+    def apply(self, result: EverythingResult, target: Target | None) -> list[dict]:
         """Paint ``result`` on the shown plane as new objects (one undo step); their rows.
 
         Nothing is written when the result belongs to another image, plane, contrast or
         model than the one shown now.
         """
         session = self.session
-        current = self._current_target()
+        current = self.session.current_target()
         if target is None or target != current or not self._same_pixels(result):
             self.status_label.setText("dropped: the image, slice or model changed meanwhile")
-            session.status.emit("segment everything: result dropped (the view changed)")
+            session.say("segment everything: result dropped (the view changed)")
             return []
         labels = session.ensure_labels_layer()
         if labels is None:
@@ -246,30 +228,20 @@ class EverythingPanel(QWidget):
         if not placement.objects:
             reason = "no mask passed the thresholds" if not result.masks else "all lie on objects"
             self.status_label.setText(f"no new objects: {reason}")
-            session.status.emit(f"segment everything: no new objects ({reason})")
+            session.say(f"segment everything: no new objects ({reason})")
             return []
         with labels.block_history():
             labels.data_setitem(ref.full_indices(placement.rows, placement.cols), placement.values)
         objects.append_rows(labels, placement.objects)
         self.last_rows = placement.objects
-        session.objects_changed.emit()
+        session.notify_objects_changed()
         first, last = placement.objects[0]["id"], placement.objects[-1]["id"]
         message = (
             f"added {len(placement.objects)} objects (ids {first}–{last}); undo removes them all"
         )
         self.status_label.setText(message)
-        session.status.emit(f"segment everything: {message}")
+        session.say(f"segment everything: {message}")
         return placement.objects
-
-    def _current_target(self) -> _Target | None:
-        session = self.session
-        if (
-            session.image_layer is None
-            or session.current_slice is None
-            or session.segmenter is None
-        ):
-            return None
-        return _Target(id(session.image_layer), session.current_slice, session.segmenter.model_id)
 
     def _same_pixels(self, result: EverythingResult) -> bool:
         """Whether the plane shown now (data, contrast) is the one the result was made from."""
@@ -289,8 +261,10 @@ class EverythingPanel(QWidget):
 
     def close(self) -> bool:
         self._waiting = False
-        if self._worker is not None:
-            self._worker.quit()
+        self._slot.cancel()
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
         disconnect(
             (self.session.embedding_ready, self._on_embedding_ready),
             (self.session.slice_changed, self._on_slice_changed),

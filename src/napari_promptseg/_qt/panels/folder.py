@@ -64,15 +64,13 @@ class FolderPanel(QWidget):
         self.image_layer = None
         self.labels_layer = None
         self._prefetch = FolderPrefetch(
-            session, prefetched=self.prefetched.emit, handed_over=self._hand_over
+            session, prefetched=self.prefetched.emit, handed_over=self._hand_over, owner=self
         )
         self._closed = False
         self._build()
         session.embedding_ready.connect(self._on_embedding_ready)
         session.model_changed.connect(self._on_model_changed)
         session.busy_changed.connect(self._on_busy_changed)
-        # Qt may delete the panel without close() (the window closed): stop the worker then.
-        self.destroyed.connect(self._prefetch.running.forget)
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -287,7 +285,7 @@ class FolderPanel(QWidget):
             self.labels_layer = show_labels(
                 viewer, session, self.labels_layer, layer, shape, labels, rows, name
             )
-            session.objects_changed.emit()  # the widget's review list and colours follow
+            session.notify_objects_changed()  # the widget's review list and colours follow
         self.index = index
         self._prefetch.shown(index)
         self._mark_current()
@@ -321,11 +319,6 @@ class FolderPanel(QWidget):
     def prefetched_index(self) -> int | None:
         """The image whose embedding the last prefetch put in the cache (this model)."""
         return self._prefetch.index
-
-    @property
-    def _running(self):
-        """The prefetch worker's record (its ``worker``, ``index``)."""
-        return self._prefetch.running
 
     def _on_embedding_ready(self, embedding) -> None:
         if self.folder is not None and self.session.image_layer is self.image_layer:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from ..._napari.folder_layers import display_limits, is_rgb
 from ..._napari.slices import LayerSnapshot, SliceRef, slice_rgb
 from ...core.errors import ImageError
 from ...core.storage.folder import SKIPPED, ImageFolder
-from ..workers import connected_worker
+from ..workers import WorkerSlot
 
 
 def next_to_prefetch(folder: ImageFolder | None, index: int | None) -> int | None:
@@ -35,24 +34,6 @@ def next_to_prefetch(folder: ImageFolder | None, index: int | None) -> int | Non
         if folder.state(candidate).state != SKIPPED:
             return candidate
     return None
-
-
-@dataclass
-class _Running:
-    """The prefetch worker, reachable without the panel (Qt may delete the panel first)."""
-
-    worker: object = None
-    index: int | None = None
-    alive: bool = True
-
-    def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.quit()  # stops at the next encoder block
-        self.worker = self.index = None
-
-    def forget(self, *_) -> None:
-        self.alive = False
-        self.stop()
 
 
 class FolderPrefetch:
@@ -76,9 +57,11 @@ class FolderPrefetch:
         *,
         prefetched: Callable[[int], None],
         handed_over: Callable[[], None],
+        owner=None,
     ) -> None:
         self.session = session
-        self.running = _Running()
+        self.slot = WorkerSlot(owner)  # cancelled when Qt deletes the panel
+        self._running_index: int | None = None  # the image the running prefetch embeds
         self.done_for: tuple | None = None  # (index, model id, slice) cached already
         self.handoff = False  # the session waits for the prefetch of the image shown
         self._image: tuple[int, np.ndarray] | None = None  # read by a prefetch, not yet shown
@@ -91,7 +74,7 @@ class FolderPrefetch:
     @property
     def busy(self) -> bool:
         """Whether a prefetch is running."""
-        return self.running.worker is not None
+        return self.slot.running
 
     @property
     def index(self) -> int | None:
@@ -109,7 +92,7 @@ class FolderPrefetch:
     def claim(self, index: int) -> bool:
         """Image ``index`` is about to be shown. True: its prefetch runs on and the session
         must wait for :attr:`handed_over`; False: any other prefetch was cancelled."""
-        self.handoff = self.running.worker is not None and self.running.index == index
+        self.handoff = self.slot.running and self._running_index == index
         if not self.handoff:
             self.cancel()
         return self.handoff
@@ -143,7 +126,7 @@ class FolderPrefetch:
         next image's slices one by one. The plane prefetched is the one shown now.
         """
         segmenter, ref = self.session.segmenter, self.session.current_slice
-        if not self._armed or self.running.worker is not None or segmenter is None:
+        if not self._armed or self.slot.running or segmenter is None:
             return
         if ref is None or target is None:
             return
@@ -153,7 +136,8 @@ class FolderPrefetch:
 
     def cancel(self) -> None:
         """Stop the running prefetch (at its next encoder block)."""
-        self.running.stop()
+        self.slot.cancel()
+        self._running_index = None
         if self.handoff:
             self._hand_over()
 
@@ -178,35 +162,29 @@ class FolderPrefetch:
                 return image, finished.value
 
         wanted = (index, segmenter.model_id, ref)
-        running = self.running  # callbacks check it: the panel may be gone by then
-        worker = connected_worker(
+        self.slot.start(
             job,
             background=True,
-            returned=lambda result: running.alive and self._on_prefetched(worker, wanted, result),
-            errored=lambda error: running.alive and self._on_failed(worker, error),
-            finished=lambda: running.alive and self._on_finished(worker),
+            returned=lambda result: self._on_prefetched(wanted, result),
+            errored=self._on_failed,
+            finished=self._on_finished,
         )
-        running.worker, running.index = worker, index
-        worker.start()
+        self._running_index = index
 
-    def _on_prefetched(self, worker, wanted: tuple, result) -> None:
-        if worker is not self.running.worker:
-            return
+    def _on_prefetched(self, wanted: tuple, result) -> None:
         image, _embedding = result
         self.done_for = wanted
         if self._shown != wanted[0]:
             self._image = (wanted[0], image)  # Next need not read it again
         self._prefetched(wanted[0])
 
-    def _on_failed(self, worker, error: BaseException) -> None:
-        if worker is self.running.worker and not isinstance(error, ImageError):
+    def _on_failed(self, error: BaseException) -> None:
+        if not isinstance(error, ImageError):
             # An unreadable next image is reported when the user gets there.
             self.session.report(f"prefetching the next embedding failed: {error}", error)
 
-    def _on_finished(self, worker) -> None:
-        if worker is not self.running.worker:
-            return
-        self.running.worker = self.running.index = None
+    def _on_finished(self) -> None:
+        self._running_index = None
         if self.handoff:
             self._hand_over()
 

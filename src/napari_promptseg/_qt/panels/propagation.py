@@ -41,7 +41,7 @@ from ...core.workflows.propagation.propagate import (
     iter_propagate,
 )
 from ...core.workflows.propagation.rows import propagated_row
-from ..workers import connected_worker
+from ..workers import WorkerSlot
 from .registry import disconnect, say
 
 LAST_COMMITTED = "last committed object"
@@ -89,7 +89,7 @@ class PropagationPanel(QWidget):
         super().__init__()
         self.viewer = viewer
         self.session = session
-        self.worker = None
+        self._slot = WorkerSlot(self)
         self._outcome = ""
         self._axis_picked = False  # the user chose an axis: don't follow the sliders
         self._build()
@@ -188,13 +188,13 @@ class PropagationPanel(QWidget):
         index = self.axis_combo.findData(preferred)
         self.axis_combo.setCurrentIndex(index if index >= 0 else 0)
         self.axis_combo.blockSignals(False)
-        self.propagate_button.setEnabled(bool(axes) and self.worker is None)
+        self.propagate_button.setEnabled(bool(axes) and not self._slot.running)
 
     # -- running --------------------------------------------------------------------------
 
     def propagate(self):
         """Start propagating the chosen object; returns the worker, or None (reported why)."""
-        if self.worker is not None:
+        if self._slot.running:
             self._say("a propagation is already running")
             return None
         job = self._make_job()
@@ -260,61 +260,50 @@ class PropagationPanel(QWidget):
                 )
             )
 
-        worker = connected_worker(
+        self._outcome = ""
+        worker = self._slot.start(
             work,
             background=True,
-            yielded=lambda step: self._on_step(worker, job, step),
-            returned=lambda result: self._on_returned(worker, job, result),
-            errored=lambda error: self._on_errored(worker, error),
-            aborted=lambda: self._on_aborted(worker),
-            finished=lambda: self._on_finished(worker),
+            yielded=self._on_step,
+            returned=lambda result: self._on_returned(job, result),
+            errored=self._on_errored,
+            aborted=self._on_aborted,
+            finished=self._on_finished,
         )
-        self.worker, self._outcome = worker, ""
         self.propagate_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0)
         self.progress_bar.setVisible(True)
         self._say(f"propagating object {job.object_id} from {job.start.describe()}…")
-        worker.start()
         return worker
 
     def cancel(self) -> None:
         """Stop the running propagation; nothing is written."""
-        if self.worker is not None:
-            self.worker.quit()  # takes effect at the next step (an encoder block at most)
+        if self._slot.running:
+            self._slot.quit()  # at the next step (an encoder block at most); finished reports
             self._say("cancelling…")
 
-    def _on_step(self, worker, job: _Job, step: PropagationStep) -> None:
-        if worker is not self.worker:
-            return
+    @property
+    def worker(self):
+        """The running propagation's worker, or None."""
+        return self._slot.worker
+
+    def _on_step(self, step: PropagationStep) -> None:
         self.progress_bar.setRange(0, step.total)
         self.progress_bar.setValue(step.done)
         self.status_label.setText(step.message)
-        bar = getattr(worker, "pbar", None)
-        if bar is not None:  # napari's activity-dock progress bar
-            if bar.total != step.total:
-                bar.total = step.total
-            if step.done > bar.n:
-                bar.update(step.done - bar.n)
-            bar.set_description(f"Propagating object {job.object_id}: {step.message}")
 
-    def _on_returned(self, worker, job: _Job, result: Propagation) -> None:
-        if worker is self.worker:
-            self._outcome = self._write(job, result)
+    def _on_returned(self, job: _Job, result: Propagation) -> None:
+        self._outcome = self._write(job, result)
 
-    def _on_errored(self, worker, error: BaseException) -> None:
-        if worker is self.worker:
-            self._outcome = f"propagation failed: {error}"
-            self.session.report(self._outcome, error)
+    def _on_errored(self, error: BaseException) -> None:
+        self._outcome = f"propagation failed: {error}"
+        self.session.report(self._outcome, error)
 
-    def _on_aborted(self, worker) -> None:
-        if worker is self.worker:
-            self._outcome = "propagation cancelled: the labels are unchanged"
+    def _on_aborted(self) -> None:
+        self._outcome = "propagation cancelled: the labels are unchanged"
 
-    def _on_finished(self, worker) -> None:
-        if worker is not self.worker:
-            return
-        self.worker = None
+    def _on_finished(self) -> None:
         self.cancel_button.setEnabled(False)
         self.progress_bar.setVisible(False)
         self._refresh_axes()
@@ -364,7 +353,7 @@ class PropagationPanel(QWidget):
         )
         probe = tuple(np.concatenate(axis) for axis in zip(*probes, strict=True))
         objects.replace_row(layer, after, probe)  # undo brings back ``before``
-        self.session.objects_changed.emit()
+        self.session.notify_objects_changed()
         return (
             f"object {object_id}: {len(painted)} slice(s) written along axis {job.axis} "
             f"({format_ranges(painted)}), lowest predicted IoU {after['predicted_iou']:.2f}; "
@@ -388,8 +377,8 @@ class PropagationPanel(QWidget):
         say(self.session, self.status_label, message, problem=problem)
 
     def close(self) -> bool:
-        """Cancel a running propagation and stop listening to the session."""
-        self.cancel()
+        """Cancel a running propagation (nothing is written) and stop listening to the session."""
+        self._slot.cancel()
         disconnect(
             (self.session.slice_changed, self._refresh_axes),
             (self.session.objects_changed, self._show_object),

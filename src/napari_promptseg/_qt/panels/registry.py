@@ -1,12 +1,14 @@
 """Extra sections of the dock widget, each a QWidget in its own module.
 
 A panel is constructed as ``Panel(viewer, session)`` and talks to the session only through
-its public API (attributes ``segmenter``, ``image_layer``, ``labels_layer``, ``embedding``,
-``current_slice``, ``cache``; methods ``set_image_layer``, ``set_labels_layer``,
-``ensure_labels_layer``, ``refresh``, ``report``; signals ``status``, ``problem``,
-``slice_changed``, ``embedding_ready``, ``objects_changed``, ``model_changed``). A panel that
-starts workers stops them in ``close()``. The helpers below are what panels share:
-:func:`say`, :func:`plane_ready`, :func:`disconnect` (workers: :mod:`.workers`).
+:class:`SessionAPI`: it reads the session's state, calls its methods, and listens to its
+signals (one way: the session's events update the panel; the panel calls the session). It
+never emits the session's signals. A panel that starts workers runs them in a
+:class:`~napari_promptseg._qt.workers.WorkerSlot` and cancels it in ``close()``. The helpers
+below are what panels share: :func:`say`, :func:`plane_ready`, :func:`disconnect`.
+
+A new panel: a module in this package with a ``QWidget`` subclass taking ``(viewer,
+session)``, and one line in :data:`PANELS`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,63 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+from typing import Any, Protocol
+
+from ..._napari.slices import SliceRef
+from ..._napari.state import Target
+from ...core.sam.embedding import EmbeddingCache, ImageEmbedding
+from ...core.sam.engine import PromptSegmenter
 
 log = logging.getLogger(__name__)
+
+
+class SignalLike(Protocol):
+    def connect(self, slot: Any) -> Any: ...
+
+    def disconnect(self, slot: Any = ...) -> Any: ...
+
+
+class SessionAPI(Protocol):
+    """What a panel may use of :class:`~napari_promptseg._qt.session.SegmentationSession`."""
+
+    # state (read only; change it through the methods)
+    segmenter: PromptSegmenter | None
+    image_layer: Any
+    labels_layer: Any
+    current_slice: SliceRef | None
+    embedding: ImageEmbedding | None
+    cache: EmbeddingCache
+    overwrite: bool  # commits may paint over existing objects
+
+    # signals to listen to
+    slice_changed: SignalLike  # another image, plane or model
+    embedding_ready: SignalLike  # (ImageEmbedding) of the plane shown
+    objects_changed: SignalLike  # a commit, undo, redo or a panel wrote objects
+    model_changed: SignalLike  # (name)
+    busy_changed: SignalLike  # (bool) an embedding or model load runs
+
+    def say(self, message: str) -> None:
+        """A status line."""
+
+    def report(self, message: str, error: BaseException | None = None) -> None:
+        """A problem: status line and a napari warning."""
+
+    def notify_objects_changed(self) -> None:
+        """The panel changed the labels layer's objects."""
+
+    def current_target(self) -> Target | None:
+        """The image, plane and model shown now (what a result must belong to)."""
+
+    def set_image_layer(self, layer: Any) -> None: ...
+
+    def set_labels_layer(self, layer: Any) -> None: ...
+
+    def ensure_labels_layer(self) -> Any: ...
+
+    def refresh(self) -> None: ...
+
+    def set_segmenter(self, segmenter: PromptSegmenter) -> None: ...
+
 
 # (section title, "module:Class") in the order they appear under the prompt controls.
 PANELS = (
@@ -31,7 +88,7 @@ PANELS = (
 )
 
 
-def load_panels(viewer, session) -> list[tuple[str, object]]:
+def load_panels(viewer: Any, session: SessionAPI) -> list[tuple[str, Any]]:
     """Instantiate every panel whose module exists; a broken one is logged, not fatal."""
     panels = []
     for title, target in PANELS:
@@ -46,7 +103,7 @@ def load_panels(viewer, session) -> list[tuple[str, object]]:
     return panels
 
 
-def say(session, label, message: str, *, problem: bool = False) -> None:
+def say(session: SessionAPI, label: Any, message: str, *, problem: bool = False) -> None:
     """Show ``message`` in a panel's ``label`` and pass it on to the session.
 
     A problem goes to ``session.report`` (status bar and a napari warning); anything else
@@ -56,10 +113,10 @@ def say(session, label, message: str, *, problem: bool = False) -> None:
     if problem:
         session.report(message)
     else:
-        session.status.emit(message)
+        session.say(message)
 
 
-def plane_ready(session, action: str) -> bool:
+def plane_ready(session: SessionAPI, action: str) -> bool:
     """Whether ``action`` ("precompute", ...) can run on the plane shown; reports why not.
 
     It needs a model, an image layer and a 2D view (a plane to work on).

@@ -17,7 +17,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBox
 
 from ..._napari.slices import LayerSnapshot, SliceRef, slice_rgb, spatial_shape
 from ...core.workflows.stack import PrecomputeSummary, cached_planes, iter_embed_planes
-from ..workers import BarProgress, connected_worker
+from ..workers import BarProgress, WorkerSlot
 from .registry import disconnect, plane_ready
 
 
@@ -85,10 +85,9 @@ class StackPanel(QWidget):
         self.summary: PrecomputeSummary | None = None  # of the last finished precompute
         self.computed = 0  # planes the running (or last) precompute ran the encoder for
         self._computing: set[SliceRef] = set()
-        self._worker = None
-        self._progress = None
-        self._count_worker = None
-        self._count_token = 0  # which count a result belongs to (only the latest counts)
+        self._precompute = WorkerSlot(self)
+        self._progress: BarProgress | None = None
+        self._count = WorkerSlot(self)  # only the latest count reports
         self._signature = None  # what the cached set was counted for
         self._cached: set[SliceRef] = set()
         self._total = 0
@@ -102,7 +101,7 @@ class StackPanel(QWidget):
 
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        return self._precompute.running
 
     @property
     def cached_count(self) -> tuple[int, int]:
@@ -121,7 +120,8 @@ class StackPanel(QWidget):
         planes = LayerPlanes(session.image_layer, session.current_slice)
         self._signature = self._current_signature()
         self.summary, self.computed, self._computing = None, 0, set()
-        self._worker = worker = connected_worker(
+        self._progress = BarProgress(self.progress_bar, total=len(planes))
+        self._precompute.start(
             iter_embed_planes,
             session.segmenter,
             planes,
@@ -132,21 +132,19 @@ class StackPanel(QWidget):
             aborted=self._on_aborted,
             finished=self._on_finished,
         )
-        self._progress = BarProgress(self.progress_bar, total=len(planes))
         self.precompute_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        session.status.emit(f"precomputing the embeddings of {len(planes)} slices…")
-        worker.start()
+        session.say(f"precomputing the embeddings of {len(planes)} slices…")
 
     def cancel(self) -> None:
         """Stop the precompute after the current encoder block; what is done is kept."""
-        if self._worker is not None:
-            self._worker.quit()
+        if self.running:
+            self._precompute.quit()  # its aborted and finished report what was kept
             self.cancel_button.setEnabled(False)
 
     def _on_step(self, step) -> None:
-        if self._worker is None or self._progress is None:
-            return  # closed meanwhile
+        if self._progress is None:
+            return
         done, total, ref = step
         if done == self._progress.n:
             self._computing.add(ref)  # an encoder block of this plane finished
@@ -158,29 +156,20 @@ class StackPanel(QWidget):
         self.cached_label.setText(f"precomputing: {done} / {total} slices done")
 
     def _on_returned(self, summary: PrecomputeSummary) -> None:
-        if self._worker is None:
-            return
         self.summary, self.computed = summary, summary.computed
-        self.session.status.emit(
+        self.session.say(
             f"precomputed {summary.total} slices: {summary.computed} embedded, "
             f"{summary.reused} were ready"
         )
 
     def _on_errored(self, error: BaseException) -> None:
-        if self._worker is not None:
-            self.session.report(f"precompute stopped: {error}", error)
+        self.session.report(f"precompute stopped: {error}", error)
 
     def _on_aborted(self) -> None:
-        if self._worker is not None:
-            done = self._progress.n if self._progress is not None else 0
-            self.session.status.emit(
-                f"precompute cancelled; the {done} slices ready so far are kept"
-            )
+        done = self._progress.n if self._progress is not None else 0
+        self.session.say(f"precompute cancelled; the {done} slices ready so far are kept")
 
     def _on_finished(self) -> None:
-        if self._worker is None:
-            return
-        self._worker = None
         if self._progress is not None:
             self._progress.close()
             self._progress = None
@@ -209,7 +198,7 @@ class StackPanel(QWidget):
         # the store (last item) changing only needs a recount; the rest makes the planes moot
         if self.running and (signature is None or signature[:-1] != self._signature[:-1]):
             self.cancel()
-            self.session.status.emit(
+            self.session.say(
                 "precompute stopped: the image, model or contrast changed; press it again"
             )
         self.refresh_count()
@@ -222,9 +211,7 @@ class StackPanel(QWidget):
 
     def refresh_count(self) -> None:
         """Recount the embedded slices in the background (memory cache and disk store)."""
-        if self._count_worker is not None:
-            self._count_worker.quit()
-            self._count_worker = None
+        self._count.cancel()
         self._signature = self._current_signature()
         self._cached, self._total = set(), 0
         if self._signature is None:
@@ -234,26 +221,19 @@ class StackPanel(QWidget):
         planes = LayerPlanes(session.image_layer, session.current_slice)
         self._total = len(planes)
         self.cached_label.setText(f"counting embedded slices of {self._total}…")
-        self._count_token += 1
-        self._count_worker = worker = connected_worker(
+        self._count.start(
             _count_cached,
-            self._count_token,
             session.segmenter,
             planes,
             returned=self._on_counted,
             errored=self._on_count_failed,
         )
-        worker.start()
 
-    def _on_counted(self, result) -> None:
-        token, found = result
-        if token == self._count_token and self._count_worker is not None:
-            self._count_worker = None
-            self._cached |= found
-            self._show_count()
+    def _on_counted(self, found: set[SliceRef]) -> None:
+        self._cached |= found
+        self._show_count()
 
     def _on_count_failed(self, error: BaseException) -> None:
-        self._count_worker = None
         self.cached_label.setText(f"cannot count the embedded slices: {error}")
 
     def _show_count(self) -> None:
@@ -264,10 +244,8 @@ class StackPanel(QWidget):
 
     def close(self) -> bool:
         """Stop the workers and disconnect from the session (the dock widget is closing)."""
-        for worker in (self._worker, self._count_worker):
-            if worker is not None:
-                worker.quit()
-        self._worker = self._count_worker = None
+        self._precompute.cancel()
+        self._count.cancel()
         if self._progress is not None:
             self._progress.close()
             self._progress = None
@@ -279,11 +257,11 @@ class StackPanel(QWidget):
         return super().close()
 
 
-def _count_cached(token: int, segmenter, planes: LayerPlanes):
+def _count_cached(segmenter, planes: LayerPlanes):
     """Worker body: the planes already embedded; yields once per plane so it can be quit."""
     found: set[SliceRef] = set()
     for ref, cached in cached_planes(segmenter, planes):
         if cached:
             found.add(ref)
         yield
-    return token, found
+    return found

@@ -112,7 +112,7 @@ class StorePanel(QWidget):
             self._timer.stop()
         self._apply()
         self.update_size()
-        self.session.status.emit(
+        self.session.say(
             f"embeddings are kept in {self.folder}"
             if enabled
             else "embeddings are kept in memory only"
@@ -168,7 +168,7 @@ class StorePanel(QWidget):
         except (OSError, PromptSegError) as error:
             self.session.report(f"cannot clear the store: {error}")
             return 0
-        self.session.status.emit(f"removed {removed} stored embeddings from {self.folder}")
+        self.session.say(f"removed {removed} stored embeddings from {self.folder}")
         self.update_size()
         return removed
 

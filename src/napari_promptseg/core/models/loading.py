@@ -23,10 +23,11 @@ import torch
 
 from ..errors import ModelError
 from . import download
-from .architectures import BUILDERS, infer_model_type
+from .architectures import BUILDERS, META_BUILDABLE
 from .checkpoint import load_state_dict
 from .device import select_device
 from .download import ByteProgress
+from .families import describe_weights, family_of, mismatch_message, require_installed
 from .registry import DEFAULT_MODEL, fetch_checkpoint, get_spec
 
 
@@ -36,18 +37,22 @@ class LoadedModel:
 
     Attributes
     ----------
-    sam : segment_anything.modeling.Sam
-        In eval mode, on :attr:`device`.
+    sam : torch.nn.Module
+        The model in eval mode, on :attr:`device`: segment_anything's ``Sam``, MobileSAM's
+        ``Sam`` or SAM 2.1's ``SAM2Base`` (see :attr:`family`).
     name : str
         Registry name, or the checkpoint's file name, or a caller's label.
     model_type : str
-        ``"vit_b"``, ``"vit_l"``, ``"vit_h"``, ``"vit_tiny"`` or ``"custom"``.
+        ``"vit_b"``, ``"vit_l"``, ``"vit_h"``, ``"vit_tiny"``, ``"vit_t"``,
+        ``"sam2.1_hiera_t"`` (``_s``, ``_b+``, ``_l``) or ``"custom"``.
     model_id : str
         Stable identity for embedding cache keys: the same weights give the same id across
         runs, different weights a different id.
     device : torch.device
     checkpoint : Path or None
         The file the weights came from (None for an in-memory model).
+    family : str
+        ``"sam"``, ``"mobilesam"`` or ``"sam2.1"`` (:mod:`.families`): how the engine runs it.
     """
 
     sam: Any = field(repr=False)
@@ -56,6 +61,7 @@ class LoadedModel:
     model_id: str
     device: torch.device
     checkpoint: Path | None = None
+    family: str = "sam"
 
 
 def load_model(
@@ -97,6 +103,7 @@ def load_model(
             raise ModelError(
                 f"model {spec.name!r} is a {spec.model_type} model, not {model_type!r}"
             )
+        require_installed(family_of(spec.model_type), spec.name)  # before downloading
         path = fetch_checkpoint(spec.name, progress=progress, offline=offline)
         state = load_state_dict(path)
         sam = _build(spec.model_type, state, path)
@@ -104,16 +111,21 @@ def load_model(
         label, mtype = spec.name, spec.model_type
     else:
         path = Path(checkpoint).expanduser()
-        state = load_state_dict(path)  # names the path if it is missing
-        inferred = model_type or infer_model_type(state)
-        if inferred is None:
+        if model_type is not None and model_type not in BUILDERS:
             raise ModelError(
-                f"cannot tell which SAM architecture checkpoint {path} is; pass model_type= "
-                f"one of {', '.join(BUILDERS)}"
+                f"unknown model type {model_type!r}; known types: {', '.join(BUILDERS)}"
             )
-        mtype = inferred
-        if mtype not in BUILDERS:
-            raise ModelError(f"unknown model type {mtype!r}; known types: {', '.join(BUILDERS)}")
+        state = load_state_dict(path)  # names the path if it is missing
+        info = describe_weights(state)
+        if model_type is None and info.model_type is None:
+            raise ModelError(
+                f"cannot tell which SAM architecture checkpoint {path} is ({info.text}); pass "
+                f"model_type= one of {', '.join(BUILDERS)}"
+            )
+        mtype = model_type or str(info.model_type)
+        if info.model_type is not None and info.model_type != mtype:
+            raise ModelError(mismatch_message(path, mtype, info))  # before building it
+        require_installed(family_of(mtype), f"{path.name} ({mtype})")
         sam = _build(mtype, state, path)
         model_id = f"{mtype}@file:{_file_fingerprint(path)}"
         label = path.name
@@ -124,6 +136,7 @@ def load_model(
         model_id=model_id,
         device=target,
         checkpoint=path,
+        family=family_of(mtype).name,
     )
 
 
@@ -134,11 +147,13 @@ def wrap_model(
     name: str = "custom",
     model_type: str = "custom",
     device: str | torch.device | None = None,
+    family: str | None = None,
 ) -> LoadedModel:
-    """Wrap an in-memory SAM (e.g. the tiny test model) as a :class:`LoadedModel`.
+    """Wrap an in-memory model (e.g. the tiny test model) as a :class:`LoadedModel`.
 
     ``model_id`` must identify the weights (it keys embedding caches). Without ``device``
-    the model stays where its parameters are; with one it is moved there.
+    the model stays where its parameters are; with one it is moved there. ``family``
+    defaults to the family of ``model_type`` (SAM for ``"custom"``).
     """
     if not isinstance(model_id, str) or not model_id:
         raise ModelError("wrap_model needs a non-empty model_id identifying the weights")
@@ -154,28 +169,34 @@ def wrap_model(
         model_id=model_id,
         device=target,
         checkpoint=None,
+        family=family or family_of(model_type).name,
     )
 
 
 def _build(model_type: str, state: Mapping[str, torch.Tensor], path: Path) -> Any:
-    """An empty ``model_type`` SAM with ``state`` loaded; ``ModelError`` if it does not fit."""
+    """An empty ``model_type`` model with ``state`` loaded; ``ModelError`` if it does not fit."""
     builder = BUILDERS[model_type]
-    with torch.device("meta"):  # shapes only: no random init that would be overwritten
+    meta = model_type in META_BUILDABLE
+    if meta:
+        with torch.device("meta"):  # shapes only: no random init that would be overwritten
+            sam = builder()
+    else:
         sam = builder()
     expected = sam.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or mismatched:
-        looks = infer_model_type(state)
-        looks_text = f"looks like {looks}" if looks else "not a SAM architecture this plugin knows"
+        info = describe_weights(state)
+        looks = f"looks like {info.model_type}" if info.model_type else info.text
         example = (mismatched or missing or unexpected)[0]
         raise ModelError(
-            f"checkpoint {path} does not fit model type {model_type!r} ({looks_text}): "
-            f"{len(missing)} missing, {len(unexpected)} unexpected and {len(mismatched)} "
-            f"wrongly shaped weights, e.g. {example!r}"
+            f"checkpoint {path} does not fit model type {model_type!r} ({looks}; the "
+            f"{family_of(model_type).title} {model_type} architecture has {len(missing)} "
+            f"weights it lacks, {len(unexpected)} it does not know and {len(mismatched)} of "
+            f"another shape, e.g. {example!r})"
         )
-    sam.load_state_dict(state, strict=True, assign=True)
+    sam.load_state_dict(state, strict=True, assign=meta)
     if any(t.is_meta for t in itertools.chain(sam.parameters(), sam.buffers())):
         # a builder made a tensor that is not in the state dict: build it for real instead
         sam = builder()

@@ -17,6 +17,8 @@ from ..errors import ModelError
 from . import download
 from .architectures import BUILDERS
 from .download import HASH_ALGORITHMS, ByteProgress
+from .families import family_of
+from .speed import speed_hint
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class ModelSpec:
     name : str
         Registry name, e.g. ``"vit_b"`` or ``"vit_b_lm"``.
     model_type : str
-        Architecture, a key of :data:`BUILDERS` (``"vit_b"``, ``"vit_l"``, ``"vit_h"``).
+        Architecture, a key of :data:`BUILDERS` (``"vit_b"``, ``"vit_t"``,
+        ``"sam2.1_hiera_t"``, ...); it decides the family (:mod:`.families`).
     url : str
         Where the file is downloaded from.
     hash : str
@@ -42,6 +45,9 @@ class ModelSpec:
         One line for users.
     source : str
         Who publishes the file and under which licence / where the hash comes from.
+    group : str
+        Heading of the model menu it is listed under; empty: its family's title ("SAM",
+        "MobileSAM", "SAM 2.1").
     """
 
     name: str
@@ -52,6 +58,12 @@ class ModelSpec:
     size_bytes: int | None
     description: str
     source: str
+    group: str = ""
+
+    @property
+    def family(self) -> str:
+        """``"sam"``, ``"mobilesam"`` or ``"sam2.1"``."""
+        return family_of(self.model_type).name
 
 
 _SAM_SOURCE = "Meta AI, github.com/facebookresearch/segment-anything (Apache-2.0)"
@@ -60,6 +72,18 @@ _MICROSAM_SOURCE = (
     "entry {entry}; xxh128 hash as pinned by micro-sam"
 )
 _BIOIMAGEIO = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io"
+MICROSAM_GROUP = "micro-sam microscopy models"
+_MOBILESAM_SOURCE = (
+    "Chaoning Zhang et al., github.com/ChaoningZhang/MobileSAM (Apache-2.0), "
+    "weights/mobile_sam.pt (unchanged since 2023-06-29); sha256 as pinned by micro-sam's "
+    "earlier sha256 registry for its vit_t (the publisher gives none)"
+)
+_SAM2_1_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
+_SAM2_1_SOURCE = (
+    "Meta AI, github.com/facebookresearch/sam2 (Apache-2.0), checkpoints/download_ckpts.sh; "
+    "Meta publishes no hashes: sha256 as pinned by micro-sam (micro_sam/v2/util.py, HASHES) "
+    "and, with the same digest and size, by independent projects"
+)
 
 MODELS: dict[str, ModelSpec] = {}
 
@@ -141,6 +165,7 @@ for _spec in (
         size_bytes=None,
         description="micro-sam ViT-B fine-tuned for light microscopy (cells, nuclei)",
         source=_MICROSAM_SOURCE.format(entry="diplomatic-bug v1.2"),
+        group=MICROSAM_GROUP,
     ),
     ModelSpec(
         name="vit_b_em_organelles",
@@ -151,6 +176,7 @@ for _spec in (
         size_bytes=None,
         description="micro-sam ViT-B fine-tuned for electron microscopy organelles",
         source=_MICROSAM_SOURCE.format(entry="noisy-ox v1.2"),
+        group=MICROSAM_GROUP,
     ),
     ModelSpec(
         name="vit_l_lm",
@@ -161,6 +187,7 @@ for _spec in (
         size_bytes=None,
         description="micro-sam ViT-L fine-tuned for light microscopy (cells, nuclei)",
         source=_MICROSAM_SOURCE.format(entry="idealistic-rat v1.2"),
+        group=MICROSAM_GROUP,
     ),
     ModelSpec(
         name="vit_l_em_organelles",
@@ -171,6 +198,79 @@ for _spec in (
         size_bytes=None,
         description="micro-sam ViT-L fine-tuned for electron microscopy organelles",
         source=_MICROSAM_SOURCE.format(entry="humorous-crab v1.2"),
+        group=MICROSAM_GROUP,
+    ),
+    ModelSpec(
+        name="vit_t",
+        model_type="vit_t",
+        url="https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+        hash="sha256:6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+        filename="mobile_sam.pt",
+        size_bytes=40_728_226,
+        description="MobileSAM ViT-T: SAM's decoder behind a 6 M-parameter encoder (CPU pick)",
+        source=_MOBILESAM_SOURCE,
+    ),
+    ModelSpec(
+        name="vit_t_lm",
+        model_type="vit_t",
+        url=f"{_BIOIMAGEIO}/faithful-chicken/1.1/files/vit_t.pt",
+        hash="xxh128:72ec5074774761a6e5c05a08942f981e",
+        filename="microsam_vit_t_lm_v1.1.pt",
+        size_bytes=None,
+        description="micro-sam MobileSAM ViT-T fine-tuned for light microscopy (CPU pick)",
+        source=_MICROSAM_SOURCE.format(entry="faithful-chicken v1.1"),
+        group=MICROSAM_GROUP,
+    ),
+    ModelSpec(
+        name="vit_t_em_organelles",
+        model_type="vit_t",
+        url=f"{_BIOIMAGEIO}/greedy-whale/1/files/vit_t.pt",
+        hash="xxh128:253474720c497cce605e57c9b1d18fd9",
+        filename="microsam_vit_t_em_organelles_v1.pt",
+        size_bytes=None,
+        description="micro-sam MobileSAM ViT-T fine-tuned for electron microscopy organelles",
+        source=_MICROSAM_SOURCE.format(entry="greedy-whale v1"),
+        group=MICROSAM_GROUP,
+    ),
+    ModelSpec(
+        name="sam2.1_hiera_t",
+        model_type="sam2.1_hiera_t",
+        url=f"{_SAM2_1_BASE}/sam2.1_hiera_tiny.pt",
+        hash="sha256:7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
+        filename="sam2.1_hiera_tiny.pt",
+        size_bytes=156_008_466,
+        description="SAM 2.1 Hiera-T: better masks per click than SAM, light encoder",
+        source=_SAM2_1_SOURCE,
+    ),
+    ModelSpec(
+        name="sam2.1_hiera_s",
+        model_type="sam2.1_hiera_s",
+        url=f"{_SAM2_1_BASE}/sam2.1_hiera_small.pt",
+        hash="sha256:6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
+        filename="sam2.1_hiera_small.pt",
+        size_bytes=184_416_285,
+        description="SAM 2.1 Hiera-S",
+        source=_SAM2_1_SOURCE,
+    ),
+    ModelSpec(
+        name="sam2.1_hiera_b+",
+        model_type="sam2.1_hiera_b+",
+        url=f"{_SAM2_1_BASE}/sam2.1_hiera_base_plus.pt",
+        hash="sha256:a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+        filename="sam2.1_hiera_base_plus.pt",
+        size_bytes=323_606_802,
+        description="SAM 2.1 Hiera-B+ (the GPU pick: best masks for the time)",
+        source=_SAM2_1_SOURCE,
+    ),
+    ModelSpec(
+        name="sam2.1_hiera_l",
+        model_type="sam2.1_hiera_l",
+        url=f"{_SAM2_1_BASE}/sam2.1_hiera_large.pt",
+        hash="sha256:2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
+        filename="sam2.1_hiera_large.pt",
+        size_bytes=898_083_611,
+        description="SAM 2.1 Hiera-L (largest; wants a GPU)",
+        source=_SAM2_1_SOURCE,
     ),
 ):
     register_model(_spec)
@@ -237,14 +337,21 @@ def fetch_checkpoint(
 def list_models() -> list[dict[str, Any]]:
     """One row per registry model, for the CLI and the widget's model menu.
 
-    Keys: ``name``, ``model_type``, ``size`` (bytes, int or None if unpublished),
-    ``size_text`` (e.g. ``"358 MiB"`` or ``"unknown"``), ``cached`` (bool: file present with
-    the right size; not hashed), ``path`` (str), ``description``.
+    Keys: ``name``, ``model_type``, ``family`` (``"sam"``, ``"mobilesam"``, ``"sam2.1"``),
+    ``family_title`` (``"SAM"``, ``"MobileSAM"``, ``"SAM 2.1"``), ``group`` (menu heading),
+    ``size`` (bytes, int or None if unpublished), ``size_text`` (e.g. ``"358 MiB"`` or
+    ``"unknown"``), ``cached`` (bool: file present with the right size; not hashed),
+    ``path`` (str), ``description``, ``speed`` (measured here: ``"≈ 1.2 s / image here
+    (cpu)"`` or ``"not measured yet"``, see :mod:`.speed`).
     """
     return [
         {
             "name": spec.name,
             "model_type": spec.model_type,
+            "family": spec.family,
+            "family_title": family_of(spec.model_type).title,
+            "group": spec.group or family_of(spec.model_type).title,
+            "speed": speed_hint(spec.name),
             "size": spec.size_bytes,
             "size_text": _human_size(spec.size_bytes),
             "cached": download.is_spec_cached(spec),

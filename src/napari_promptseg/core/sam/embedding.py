@@ -31,10 +31,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class EmbeddingKey:
-    """What an embedding was computed from: the pixels SAM saw and the model."""
+    """What an embedding was computed from: the pixels SAM saw, the model and its family.
+
+    ``family`` (``"sam"``, ``"mobilesam"``, ``"sam2.1"``) is part of the key so that no
+    embedding is ever decoded by a model of another family, even under a reused model id.
+    """
 
     fingerprint: str  # image_fingerprint of the (H, W, 3) uint8 input
     model_id: str
+    family: str = "sam"
 
 
 @dataclass(eq=False)
@@ -52,6 +57,11 @@ class ImageEmbedding:
     key
         The :class:`EmbeddingKey` it was computed for; results carry it so nothing is
         applied to a different image or model.
+    high_res_features
+        SAM 2.1 only: its two high-resolution feature maps, (1, 32, 256, 256) and
+        (1, 64, 128, 128), already projected by the mask decoder; empty for SAM and
+        MobileSAM. ``input_size`` is then (1024, 1024): SAM 2.1 squeezes the whole image
+        to that square instead of padding it.
     """
 
     features: torch.Tensor
@@ -59,10 +69,15 @@ class ImageEmbedding:
     input_size: tuple[int, int]
     key: EmbeddingKey
     metadata: dict = field(default_factory=dict)
+    high_res_features: tuple[torch.Tensor, ...] = ()
 
     @property
     def nbytes(self) -> int:
-        return self.features.element_size() * self.features.nelement()
+        """Bytes of all its tensors (vit_b: 4 MiB; SAM 2.1: 4 + 8 + 4 = 16 MiB)."""
+        return sum(
+            tensor.element_size() * tensor.nelement()
+            for tensor in (self.features, *self.high_res_features)
+        )
 
 
 def resize_for_sam(sam: SamModel, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -81,15 +96,17 @@ def resize_for_sam(sam: SamModel, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[
 
 
 def iter_encode(
-    sam: SamModel, rgb: np.ndarray, model_id: str
+    sam: SamModel, rgb: np.ndarray, model_id: str, *, key: EmbeddingKey | None = None
 ) -> Generator[tuple[int, int], None, ImageEmbedding]:
-    """Encode ``rgb`` block by block, yielding (done, total) after each step.
+    """Encode ``rgb`` with a SAM ViT encoder block by block, yielding (done, total) after each step.
 
-    The generator's return value (``StopIteration.value``) is the :class:`ImageEmbedding`.
+    The generator's return value (``StopIteration.value``) is the :class:`ImageEmbedding`
+    (keyed by ``key``, default: the image's fingerprint, ``model_id`` and family ``"sam"``).
     Stopping iteration early (``close()``) abandons the computation: this is how napari
-    workers cancel it.
+    workers cancel it. Other families encode through
+    :mod:`napari_promptseg.core.sam.families`.
     """
-    key = EmbeddingKey(image_fingerprint(rgb), model_id)
+    key = key or EmbeddingKey(image_fingerprint(rgb), model_id)
     encoder = sam.image_encoder
     total = len(encoder.blocks) + 2
     with torch.inference_mode():
@@ -171,7 +188,8 @@ class EmbeddingCache:
     Parameters
     ----------
     max_bytes
-        Budget for the features tensors (vit_b: 4 MiB per embedding). The most recently
+        Budget for the embeddings' tensors (:attr:`ImageEmbedding.nbytes`: 4 MiB for SAM and
+        MobileSAM, 16 MiB for SAM 2.1 with its high-resolution maps). The most recently
         used embedding is always kept, even if it alone exceeds the budget.
     """
 

@@ -1,4 +1,4 @@
-"""The engine: one SAM model, its embedding cache and its decoder, behind four calls.
+"""The engine: one model (SAM, MobileSAM or SAM 2.1), its embedding cache and decoder, four calls.
 
     >>> from napari_promptseg.core import PromptSegmenter, Prompts, to_rgb_uint8
     >>> seg = PromptSegmenter.load("vit_b")                  # or a local checkpoint
@@ -14,6 +14,7 @@ scripts call it directly.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
@@ -21,16 +22,18 @@ import numpy as np
 import torch
 
 from ..models.architectures import SamModel
+from ..models.families import SAM
 from ..models.loading import LoadedModel, load_model
-from .decode import DecodeResult, SamDecoder
+from ..models.speed import record_embed_seconds
+from .decode import DecodeResult
 from .embedding import (
     EmbeddingCache,
     EmbeddingKey,
     ImageEmbedding,
     check_rgb,
-    iter_encode,
     run_steps,
 )
+from .families import Decoder, FamilyRunner, require, runner_for
 from .image import image_fingerprint
 from .prompts import Prompts
 
@@ -56,7 +59,8 @@ class PromptSegmenter:
     Parameters
     ----------
     sam
-        A segment_anything ``Sam`` in eval mode, on its device.
+        The model in eval mode, on its device: a segment_anything ``Sam``, a ``mobile_sam``
+        ``Sam`` (family ``"mobilesam"``) or a ``sam2`` ``SAM2Base`` (family ``"sam2.1"``).
     model_id
         A stable identity of the weights; part of every embedding key.
     cache
@@ -64,6 +68,9 @@ class PromptSegmenter:
     store
         Optional on-disk store with ``load(key) -> ImageEmbedding | None`` and
         ``save(embedding)``: embeddings found there are not recomputed.
+    family
+        ``"sam"``, ``"mobilesam"`` or ``"sam2.1"``: picks how the model is run
+        (:func:`~napari_promptseg.core.sam.families.runner_for`); part of every key.
     """
 
     def __init__(
@@ -74,20 +81,23 @@ class PromptSegmenter:
         cache: EmbeddingCache | None = None,
         store: EmbeddingStoreLike | None = None,
         name: str | None = None,
+        family: str = SAM,
     ) -> None:
         self.sam = sam
         self.model_id = model_id
         self.name = name or model_id
+        self.family = family
+        self.runner: FamilyRunner = runner_for(sam, family)
+        self.decoder: Decoder = self.runner.decoder
         self.cache = cache if cache is not None else EmbeddingCache()
         self.store = store
-        self.decoder = SamDecoder(sam)
         self.encoder_calls = 0  # how many times the image encoder really ran
         self._count_lock = threading.Lock()
 
     @classmethod
     def from_model(cls, model: LoadedModel, **kwargs: Any) -> PromptSegmenter:
         """Wrap a :class:`~napari_promptseg.core.models.loading.LoadedModel`."""
-        return cls(model.sam, model.model_id, name=model.name, **kwargs)
+        return cls(model.sam, model.model_id, name=model.name, family=model.family, **kwargs)
 
     @classmethod
     def load(cls, name: str | None = None, **kwargs: Any) -> PromptSegmenter:
@@ -96,10 +106,24 @@ class PromptSegmenter:
         store = kwargs.pop("store", None)
         return cls.from_model(load_model(name, **kwargs), cache=cache, store=store)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model (and so every embedding it computes) lives."""
+        return torch.device(self.sam.device)
+
+    @property
+    def encode_steps(self) -> int:
+        """How many progress steps embedding one image yields (for overall progress bars)."""
+        return self.runner.encode_steps
+
+    def require(self, capability: str) -> None:
+        """Raise ``FamilyError`` naming this model and its family if it cannot do ``capability``."""
+        require(self.runner, capability, self.name)
+
     # -- embeddings -----------------------------------------------------------------------
 
     def key_for(self, rgb: np.ndarray) -> EmbeddingKey:
-        return EmbeddingKey(image_fingerprint(rgb), self.model_id)
+        return EmbeddingKey(image_fingerprint(rgb), self.model_id, self.family)
 
     def cached(self, rgb: np.ndarray, key: EmbeddingKey | None = None) -> ImageEmbedding | None:
         """The embedding of ``rgb`` from memory or the disk store, without computing it."""
@@ -124,12 +148,33 @@ class PromptSegmenter:
         check_rgb(rgb)  # refused input is not an encoder run
         with self._count_lock:
             self.encoder_calls += 1
-        embedding = yield from iter_encode(self.sam, rgb, self.model_id)
+        embedding = yield from self._timed(self.runner.iter_encode(rgb, key))
         embedding.metadata["model"] = self.name
         self.cache.put(embedding)
         if self.store is not None:
             self.store.save(embedding)
         return embedding
+
+    def _timed(
+        self, steps: Generator[tuple[int, int], None, ImageEmbedding]
+    ) -> Generator[tuple[int, int], None, ImageEmbedding]:
+        """``steps`` passed through; the time spent computing (not waiting between steps)
+        is recorded as this model's speed on this machine (:mod:`..models.speed`)."""
+        busy = 0.0
+        try:
+            while True:
+                start = time.perf_counter()
+                try:
+                    step = next(steps)
+                except StopIteration as finished:
+                    busy += time.perf_counter() - start
+                    record_embed_seconds(self.name, self.device.type, busy)
+                    embedding: ImageEmbedding = finished.value
+                    return embedding
+                busy += time.perf_counter() - start
+                yield step
+        finally:
+            steps.close()
 
     def embed(
         self,

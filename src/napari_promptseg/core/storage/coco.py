@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExportError
+from .classes import row_class
 from .export import label_image_for_export
 from .files import atomic_write
 
@@ -111,13 +112,15 @@ def labels_to_coco(
         (H, W) or (..., H, W) non-negative integer ids; 0 is background.
     rows
         Objects table rows (``layer.features`` records or CSV rows, values may be strings):
-        ``id`` → ``predicted_iou`` (as ``score``), ``stability``, and optionally
-        ``category`` (a name).
+        ``id`` → ``predicted_iou`` (as ``score``), ``stability``, and optionally ``class``
+        (a name; ``category`` is read where a table has no ``class``).
     image_name
         ``file_name`` of every image entry (planes of a stack share it; see ``plane``).
     categories
-        Category names, ids 1, 2, ... in this order; default ``["object"]``. Names found in
-        the rows' ``category`` are added after them. Objects without one get the first.
+        Category names, ids 1, 2, ... in this order (e.g. a class list's names). Class names
+        found in the rows are added after them. Objects without a class get the first; without
+        ``categories`` they get ``"object"``, listed first, and only when some object has no
+        class (or no category would be left).
     all_planes
         Also list planes of an nD image that hold no object (as images without
         annotations: "nothing here"). By default they are left out, since an unannotated
@@ -132,13 +135,10 @@ def labels_to_coco(
     if labels.ndim < 2:
         raise ExportError(f"labels must be (H, W) or (..., H, W); got shape {labels.shape}.")
     labels = label_image_for_export(labels)
-    names = list(dict.fromkeys(categories or [DEFAULT_CATEGORY]))
+    explicit = list(dict.fromkeys(categories or []))
+    fallback = explicit[0] if explicit else DEFAULT_CATEGORY
     by_id = _rows_by_id(rows)
-    for row in by_id.values():
-        name = str(row.get("category", "") or "").strip()
-        if name and name not in names:
-            names.append(name)
-    category_ids = {name: i + 1 for i, name in enumerate(names)}
+    row_names = [name for name in map(row_class, by_id.values()) if name]
 
     height, width = labels.shape[-2:]
     images: list[dict[str, Any]] = []
@@ -158,7 +158,7 @@ def labels_to_coco(
             annotation = {
                 "id": len(annotations) + 1,
                 "image_id": image["id"],
-                "category_id": category_ids[str(row.get("category", "") or "").strip() or names[0]],
+                "category_id": row_class(row) or fallback,  # a name until all are known
                 "segmentation": _rle(positions, height, width),
                 "area": len(positions),
                 "bbox": [float(x), float(y), float(cols.max() - x + 1), float(rows_.max() - y + 1)],
@@ -170,6 +170,12 @@ def labels_to_coco(
                 if value is not None:
                     annotation[key] = value
             annotations.append(annotation)
+    used_fallback = any(a["category_id"] == fallback for a in annotations)
+    leading = [] if explicit or (row_names and not used_fallback) else [DEFAULT_CATEGORY]
+    names = list(dict.fromkeys([*explicit, *leading, *row_names]))
+    category_ids = {name: i + 1 for i, name in enumerate(names)}
+    for annotation in annotations:
+        annotation["category_id"] = category_ids[annotation["category_id"]]
     return {
         "info": {
             "description": "napari-promptseg export",

@@ -101,8 +101,10 @@ def encode_embedding(
         value = getattr(embedding, item.name)
         if isinstance(value, torch.Tensor):
             add(item.name, value)
-        elif isinstance(value, tuple | list) and value and all(
-            isinstance(v, torch.Tensor) for v in value
+        elif (
+            isinstance(value, tuple | list)
+            and value
+            and all(isinstance(v, torch.Tensor) for v in value)
         ):
             tuples[item.name] = len(value)
             for index, tensor in enumerate(value):

@@ -20,9 +20,11 @@ with a single rename (a zarr group is a folder of files, and replacing a folder 
 atomic). The format is numpy's own, readable without pickle (``allow_pickle=False``) and
 the same across numpy versions, whereas zarr 2 cannot read what zarr 3 writes by default.
 
-Each entry holds ``features`` and ``meta`` (JSON: format version, model id, fingerprint,
-original and input size, stored dtype, the dtype to restore, shape, blake2b checksum of the
-features bytes). An entry whose version, model, fingerprint, shape or checksum does not
+Each entry holds ``features``, for SAM 2.1 also ``high_res_0`` and ``high_res_1`` (its two
+high-resolution maps, :attr:`ImageEmbedding.high_res_features`), and ``meta`` (JSON: format
+version, model family and id, fingerprint, original and input size, stored dtype, the dtype
+to restore, shape, blake2b checksum of the features bytes, and shape and checksum of each
+high-resolution map). An entry whose version, model, family, fingerprint, shape or checksum does not
 match, or that cannot be read at all (truncated, corrupted), is treated as missing: a
 warning is logged, the engine recomputes the embedding and the new entry replaces it.
 """
@@ -37,7 +39,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import torch
@@ -49,7 +51,8 @@ from .files import atomic_write
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: the model family and SAM 2.1's high-resolution maps (version-1 entries are recomputed)
+FORMAT_VERSION = 2
 STORE_ENV = "NAPARI_PROMPTSEG_STORE"
 ENTRY_SUFFIX = ".npz"
 MODEL_FILE = "model.json"
@@ -177,22 +180,26 @@ class EmbeddingStore:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 features = data["features"]
+                count = len(meta.get("high_res", [])) if isinstance(meta, dict) else 0
+                high_res = [data[f"high_res_{index}"] for index in range(count)]
         except Exception as error:  # any decoder failure means the same: unreadable
             log.warning("ignoring unreadable embedding %s (%s); it will be recomputed", path, error)
             return None
-        problem = _check_entry(meta, features, key)
+        problem = _check_entry(meta, features, key) or _check_high_res(meta, high_res)
         if problem is not None:
             log.warning("ignoring embedding %s: %s; it will be recomputed", path, problem)
             return None
-        tensor = torch.from_numpy(features).to(
-            device=device or "cpu", dtype=getattr(torch, meta["restore_dtype"])
-        )
+        dtype = getattr(torch, meta["restore_dtype"])
+        target = device or "cpu"
         return ImageEmbedding(
-            features=tensor,
+            features=torch.from_numpy(features).to(device=target, dtype=dtype),
             original_size=tuple(meta["original_size"]),
             input_size=tuple(meta["input_size"]),
             key=key,
             metadata={"source": "store", "stored_dtype": meta["dtype"], "path": str(path)},
+            high_res_features=tuple(
+                torch.from_numpy(array).to(device=target, dtype=dtype) for array in high_res
+            ),
         )
 
     def save(self, embedding: ImageEmbedding) -> Path | None:
@@ -202,17 +209,12 @@ class EmbeddingStore:
         an interrupted or failed save leaves no entry (and no temporary file).
         """
         path = self.path_for(embedding.key)
-        source = embedding.features.detach().to("cpu")
-        restore_dtype = str(source.dtype).removeprefix("torch.")
-        array = np.ascontiguousarray(source.float().numpy())
-        if self.dtype == "float16":
-            half = array.astype(np.float16)
-            if np.isfinite(half).all():
-                array = half
-            else:  # values beyond float16's range: keep this entry exact rather than inf
-                log.warning("embedding %s exceeds float16 range; stored as float32", path.name)
+        restore_dtype = str(embedding.features.dtype).removeprefix("torch.")
+        array = self._stored_array(embedding.features, path)
+        high_res = [self._stored_array(tensor, path) for tensor in embedding.high_res_features]
         meta = {
             "format": FORMAT_VERSION,
+            "family": embedding.key.family,
             "model_id": embedding.key.model_id,
             "fingerprint": embedding.key.fingerprint,
             "original_size": [int(v) for v in embedding.original_size],
@@ -221,10 +223,20 @@ class EmbeddingStore:
             "restore_dtype": restore_dtype,
             "shape": [int(v) for v in array.shape],
             "checksum": features_checksum(array),
+            "high_res": [
+                {
+                    "dtype": str(item.dtype),
+                    "shape": [int(v) for v in item.shape],
+                    "checksum": features_checksum(item),
+                }
+                for item in high_res
+            ],
         }
+        arrays: dict[str, Any] = {"features": array, "meta": np.array(json.dumps(meta))}
+        arrays.update({f"high_res_{index}": item for index, item in enumerate(high_res)})
 
         def write(file: IO[bytes]) -> None:
-            np.savez(file, features=array, meta=np.array(json.dumps(meta)))
+            np.savez(file, **arrays)
 
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,6 +249,17 @@ class EmbeddingStore:
                 raise ExportError(f"cannot write the embedding to {path}: {error}") from error
             log.warning("could not keep the embedding on disk (%s); it stays in memory", error)
             return None
+
+    def _stored_array(self, tensor: torch.Tensor, path: Path) -> np.ndarray:
+        """``tensor`` as a C-contiguous float32 array, or float16 if asked and in range."""
+        array = np.ascontiguousarray(tensor.detach().to("cpu").float().numpy())
+        if self.dtype == "float16":
+            half = array.astype(np.float16)
+            if np.isfinite(half).all():
+                return half
+            # values beyond float16's range: keep this entry exact rather than inf
+            log.warning("embedding %s exceeds float16 range; stored as float32", path.name)
+        return array
 
     def _write_model_file(self, folder: Path, model_id: str) -> None:
         target = folder / MODEL_FILE
@@ -306,6 +329,8 @@ def _check_entry(meta: object, features: np.ndarray, key: EmbeddingKey) -> str |
         return f"format version {meta.get('format')!r}, expected {FORMAT_VERSION}"
     if meta.get("model_id") != key.model_id:
         return f"written for model {meta.get('model_id')!r}, not {key.model_id!r}"
+    if meta.get("family") != key.family:
+        return f"written for model family {meta.get('family')!r}, not {key.family!r}"
     if meta.get("fingerprint") != key.fingerprint:
         return f"written for image {meta.get('fingerprint')!r}, not {key.fingerprint!r}"
     if str(features.dtype) != meta.get("dtype") or meta.get("dtype") not in STORED_DTYPES:
@@ -324,4 +349,19 @@ def _check_entry(meta: object, features: np.ndarray, key: EmbeddingKey) -> str |
             return f"bad {name} {size!r}"
     if features_checksum(features) != meta.get("checksum"):
         return "checksum mismatch (the file is corrupted)"
+    return None
+
+
+def _check_high_res(meta: dict, arrays: list[np.ndarray]) -> str | None:
+    """Why an entry's high-resolution maps (SAM 2.1) cannot be served, or None if they can."""
+    described = meta.get("high_res")
+    if not isinstance(described, list) or len(described) != len(arrays):
+        return "high-resolution maps do not match their metadata"
+    for index, (info, array) in enumerate(zip(described, arrays, strict=True)):
+        if not isinstance(info, dict) or array.ndim != 4:
+            return f"high-resolution map {index} is malformed"
+        if str(array.dtype) != info.get("dtype") or list(array.shape) != info.get("shape"):
+            return f"high-resolution map {index} is {array.dtype} {array.shape}, not as described"
+        if features_checksum(array) != info.get("checksum"):
+            return f"checksum mismatch in high-resolution map {index} (the file is corrupted)"
     return None

@@ -225,16 +225,21 @@ class ZarrEmbeddingStore:
             return None
 
     def check_writable(self) -> None:
-        """Create the root group now and prove a file can be written there.
+        """Prove, before any slow work, that entries can be written here; writes nothing.
+
+        A folder is created and removed again in the store (or, before the first save, in
+        the nearest existing folder above it).
 
         Raises
         ------
         ExportError
-            The folder cannot be created or written (read-only filesystem, permissions).
+            The filesystem is read-only or the folder is not writable.
         """
+        target = self._root
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        probe = target / f".part-probe-{uuid.uuid4().hex}"
         try:
-            self._ensure_root()
-            probe = self._root / f".part-probe-{uuid.uuid4().hex}"
             probe.mkdir()
             probe.rmdir()
         except OSError as error:
@@ -365,7 +370,8 @@ def _read_entry(path: Path, key: EmbeddingKey) -> tuple[dict[str, np.ndarray], d
     from zarr.storage import LocalStore
 
     group = zarr.open_group(store=LocalStore(path, read_only=True), mode="r", zarr_format=3)
-    meta = dict(group.attrs).get(ATTRS_KEY, {}).get("entry")
+    ours: Any = dict(group.attrs).get(ATTRS_KEY, {})
+    meta = ours.get("entry") if isinstance(ours, dict) else None
     if isinstance(meta, dict) and meta.get("format") != FORMAT_VERSION:
         raise _Unusable(f"format version {meta.get('format')!r}, expected {FORMAT_VERSION}")
     problem = check_meta(meta, key)
@@ -374,7 +380,8 @@ def _read_entry(path: Path, key: EmbeddingKey) -> tuple[dict[str, np.ndarray], d
     assert isinstance(meta, dict)
     arrays: dict[str, np.ndarray] = {}
     for name in meta["tensors"]:
-        array = np.ascontiguousarray(group[name][...])
+        stored: Any = group[name]
+        array = np.ascontiguousarray(stored[...])
         problem = check_array(name, array, meta)
         if problem is not None:
             raise _Unusable(problem)

@@ -65,6 +65,11 @@ class StackPlanes(Sequence[tuple[PlaneLabel, np.ndarray]]):
         spatial = self._array.shape[-3:-1] if self._colour else self._array.shape[-2:]
         return int(spatial[0]), int(spatial[1])
 
+    @property
+    def contrast_limits(self) -> ContrastLimits | Sequence[ContrastLimits] | None:
+        """The limits every plane is converted with (resolved once for the whole stack)."""
+        return self._contrast_limits
+
     def __len__(self) -> int:
         return len(self.labels)
 

@@ -146,7 +146,7 @@ def mask_iou(object_mask: np.ndarray, predicted: np.ndarray) -> float:
     predicted = np.asarray(predicted, dtype=bool)
     intersection = np.count_nonzero(object_mask & predicted)
     union = np.count_nonzero(object_mask) + np.count_nonzero(predicted) - intersection
-    return 1.0 if union == 0 else intersection / union
+    return 1.0 if union == 0 else float(intersection) / float(union)
 
 
 def _window(mask: np.ndarray) -> tuple[slice, slice] | None:

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ...errors import PromptSegError
+from ...storage.classes import row_class
 
 PlaneLabel = tuple[int, ...]  # indices along the leading (non-spatial) axes; () for 2D
 
@@ -85,7 +86,9 @@ def check_ground_truth(
             "(leading axes, then rows and columns)."
         )
     if labels.size and labels.min() < 0:
-        raise EvaluationError("the ground truth holds negative ids; ids are 0 (background) or more.")
+        raise EvaluationError(
+            "the ground truth holds negative ids; ids are 0 (background) or more."
+        )
     if not labels.any():
         raise EvaluationError("the ground truth is empty: it holds no object (every pixel is 0).")
     for index in np.ndindex(*planes_shape):
@@ -131,17 +134,14 @@ def object_planes(labels: np.ndarray, planes_shape: tuple[int, ...]) -> Iterator
 
 
 def classes_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[int, str]:
-    """``id → class name`` from objects-table rows (a ``class`` column; rows without one skip).
+    """``id → class name`` from objects-table rows (the ``class`` column, see ``row_class``).
 
     Empty names (no class given) are left out. Ids that are not whole numbers are skipped:
     such a row describes no object of a label image.
     """
     classes: dict[int, str] = {}
     for row in rows:
-        name = row.get("class")
-        if name is None or (isinstance(name, float) and math.isnan(name)):
-            continue
-        name = str(name).strip()
+        name = row_class(row)
         try:
             label_id = float(row["id"])
         except (KeyError, TypeError, ValueError):

@@ -48,7 +48,7 @@ def plot_png(report: EvaluationReport, *, dpi: int = 100) -> bytes:
     axes.set_title(f"mIoU vs clicks, {count} object(s)")
     axes.grid(True, alpha=0.3)
     if report.models:
-        axes.legend(loc="lower right", fontsize="small")
+        axes.legend(loc="best", fontsize="small")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": "napari-promptseg"})

@@ -19,10 +19,10 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ...errors import ExportError
 from ...storage.files import atomic_write
@@ -40,7 +40,7 @@ class ReportPaths:
     summary: Path
     plot: Path
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Path]:
         return iter((self.objects, self.summary, self.plot))
 
 
@@ -95,8 +95,12 @@ def write_report(report: EvaluationReport, output: str | os.PathLike) -> ReportP
         plot_png(report),
     )
     for path, payload in zip(paths, payloads, strict=True):
-        atomic_write(path, lambda file, data=payload: file.write(data))
+        atomic_write(path, _writer(payload))
     return paths
+
+
+def _writer(payload: bytes) -> Callable[[IO[bytes]], object]:
+    return lambda file: file.write(payload)
 
 
 def format_summary(report: EvaluationReport) -> str:

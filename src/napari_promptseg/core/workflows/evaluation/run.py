@@ -112,9 +112,7 @@ def iter_evaluate(
             try:
                 while True:
                     step = next(steps)
-                    yield EvaluationProgress(
-                        done + step.done, total, name, step.stage, plane
-                    )
+                    yield EvaluationProgress(done + step.done, total, name, step.stage, plane)
             except StopIteration as finished:
                 results = finished.value
             finally:

@@ -44,6 +44,7 @@ from torchvision.ops.boxes import batched_nms, box_area
 from ...labels import LabelsError, object_row
 from ...sam.embedding import EmbeddingKey, ImageEmbedding, check_rgb, run_steps
 from ...sam.engine import PromptSegmenter
+from ...sam.families import EVERYTHING
 from .crops import (
     Box,
     CropMasks,
@@ -113,6 +114,8 @@ def segment_everything(
     ------
     ImageError, PromptError
         Bad image or parameters (before any work).
+    FamilyError
+        The model's family cannot segment everything (SAM 2.1; before any work).
     Cancelled
         ``should_cancel()`` returned True; nothing is returned and nothing half-done is cached.
     """
@@ -123,6 +126,7 @@ def count_steps(
     segmenter: PromptSegmenter, rgb: np.ndarray, params: EverythingParams | None = None
 ) -> int:
     """How many (done, total) steps :func:`iter_segment_everything` will yield."""
+    segmenter.require(EVERYTHING)
     params = params or EverythingParams()
     params.validate()
     check_rgb(rgb)
@@ -139,6 +143,7 @@ def iter_segment_everything(
     Each yield advances ``done`` by one (as napari's progress bars count). Closing the
     generator cancels the work. The return value is the :class:`EverythingResult`.
     """
+    segmenter.require(EVERYTHING)  # batches SAM's own mask decoder (SAM and MobileSAM)
     params = params or EverythingParams()
     params.validate()
     check_rgb(rgb)
@@ -300,7 +305,7 @@ def _crop_steps(
     batches = math.ceil(n_points / params.points_per_batch)
     if segmenter.cached(np.ascontiguousarray(rgb[y0:y1, x0:x1])) is not None:
         return batches
-    return batches + len(segmenter.sam.image_encoder.blocks) + 2
+    return batches + segmenter.encode_steps
 
 
 __all__ = [

@@ -34,7 +34,7 @@ def test_large_plane_is_tiled_on_demand(make_napari_viewer, qtbot, tiny_sam):
     assert 1 <= len(calls) <= 4 < len(session.tiled.grid)  # the corner tile and its neighbours
     # the same as the core's tiled engine on the same pixels
     expected = TiledImage(session.segmenter, to_rgb_uint8(image)).predict(
-        session._result_prompts, embed_missing=True
+        session.decoding.result_prompts, embed_missing=True
     )
     np.testing.assert_array_equal(result.masks, expected.masks)
     session.commit()

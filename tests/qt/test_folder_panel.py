@@ -270,7 +270,7 @@ def test_model_change_cancels_the_prefetch(viewer, opened, qtbot, folder):
     slow = make_slow(build_tiny_sam(), seconds_per_block=0.4)
     widget, panel = opened(viewer, slow, folder)
     qtbot.waitUntil(lambda: panel.prefetching, timeout=WAIT_MS)
-    worker = panel._running.worker
+    worker = panel._prefetch.slot.worker
     widget.session.set_segmenter(PromptSegmenter(build_tiny_sam(seed=1), "other", name="other"))
     assert not panel.prefetching and worker.abort_requested
     assert panel.prefetched_index is None

@@ -13,7 +13,7 @@ def test_gui_opens_sample_with_widget_and_says_what_to_download(monkeypatch, qtb
     def fake_run():
         viewer = napari.current_viewer()
         shown["layers"] = [layer.name for layer in viewer.layers]
-        widget = viewer.window._dock_widgets["Prompt segmentation"].widget()
+        widget = viewer.window.dock_widgets["Prompt segmentation"]
         shown["status"] = widget.status_label.text()
         widget.close_session()
         viewer.close()

@@ -1,0 +1,156 @@
+"""``--scheduler`` and zarr in and out, end to end: the commands on a 2-worker cluster write
+what they write in one process; faults are named and write nothing.
+
+The cluster (``dask_client``, tests/conftest.py) is started once; commands reach it by its
+``tcp://`` address, as they would reach a SLURM or Kubernetes cluster.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_promptseg.cli import main
+from napari_promptseg.core import PromptSegmenter
+from napari_promptseg.core.models.loading import load_model
+from napari_promptseg.core.storage.export import read_objects_csv
+from napari_promptseg.core.storage.ome_zarr import read_ome_zarr_labels
+from napari_promptseg.core.storage.zarr_store import ZarrEmbeddingStore
+from napari_promptseg.core.workflows.distributed import scheduler
+from napari_promptseg.core.workflows.stack import planes_of
+
+pytestmark = pytest.mark.slow  # a few seconds each on 2 cores; they run in CI
+
+MODEL = ["--model-type", "vit_tiny"]
+FAST = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
+        "--box-nms-thresh", "0.9"]  # fmt: skip
+
+
+@pytest.fixture
+def stack(tmp_path):
+    data = np.random.default_rng(11).integers(0, 4000, (3, 50, 70)).astype(np.uint16)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, data, photometric="minisblack")
+    return path, data
+
+
+def write_ome(path, data, axes):
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    group.create_array("0", data=data, chunks=(1,) * (data.ndim - 2) + data.shape[-2:])
+    group.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [{"axes": [{"name": a} for a in axes], "datasets": [{"path": "0"}]}],
+    }
+    return path
+
+
+def cli(*args):
+    return main([str(a) for a in args])
+
+
+def test_everything_on_the_cluster_writes_what_one_process_writes(
+    dask_client, checkpoint, stack, tmp_path, capsys
+):
+    path, _ = stack
+    here, there = tmp_path / "here.tif", tmp_path / "there.ome.zarr"
+    common = ["--checkpoint", checkpoint, *MODEL, *FAST]
+    assert cli("everything", path, "-o", here, *common) == 0
+    address = dask_client.scheduler.address
+    assert cli("everything", path, "-o", there, *common, "--scheduler", address) == 0
+    assert "running 3 task(s) on the Dask cluster at tcp://" in capsys.readouterr().err
+    labels = tifffile.imread(here)
+    assert labels.shape == (3, 50, 70) and labels.max() > 0
+    np.testing.assert_array_equal(read_ome_zarr_labels(there), labels)
+    mine = read_objects_csv(tmp_path / "here_objects.csv")
+    theirs = read_objects_csv(tmp_path / "there_objects.csv")
+    assert mine == theirs
+    # ids unique over the stack, each row naming its plane
+    assert [int(r["id"]) for r in mine] == list(range(1, len(mine) + 1))
+    assert {r["slice"] for r in mine} == {"0", "1", "2"}
+
+
+def test_segment_on_the_cluster_writes_what_one_process_writes(
+    dask_client, checkpoint, stack, tmp_path
+):
+    path, _ = stack
+    points = tmp_path / "points.csv"
+    points.write_text("object,z,row,col\n1,0,20,30\n2,2,10,12\n1,1,25,33\n3,2,40,60\n")
+    common = ["--checkpoint", checkpoint, *MODEL, "--points", points]
+    assert cli("segment", path, "-o", tmp_path / "a.tif", *common) == 0
+    address = dask_client.scheduler.address
+    assert cli("segment", path, "-o", tmp_path / "b.tif", *common, "--scheduler", address) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "a.tif"), tifffile.imread(tmp_path / "b.tif"))  # fmt: skip
+    assert read_objects_csv(tmp_path / "a_objects.csv") == read_objects_csv(tmp_path / "b_objects.csv")  # fmt: skip
+
+
+def test_an_ome_zarr_embedded_on_the_cluster_opens_with_no_encoder_run(
+    dask_client, checkpoint, tmp_path, capsys
+):
+    data = np.random.default_rng(12).integers(0, 255, (2, 3, 40, 60)).astype(np.uint8)
+    image = write_ome(tmp_path / "cells.ome.zarr", data, ["z", "c", "y", "x"])
+    store = tmp_path / "shared.zarr"
+    address = dask_client.scheduler.address
+    code = cli("embed", image, "--checkpoint", checkpoint, *MODEL, "--store", store, "--scheduler", address)  # fmt: skip
+    assert code == 0
+    assert "cells.ome.zarr: 2 plane(s), 2 computed, 0 already stored" in capsys.readouterr().out
+    # what a napari session on the same store does: convert the plane, look it up
+    engine = PromptSegmenter.from_model(
+        load_model(checkpoint=checkpoint, model_type="vit_tiny"), store=ZarrEmbeddingStore(store)
+    )
+    for _label, rgb in planes_of(data, channel_axis=1):
+        engine.embed(rgb)
+    assert engine.encoder_calls == 0
+
+
+def test_two_commands_filling_one_store_at_once(checkpoint, stack, tmp_path):
+    path, data = stack
+    store = tmp_path / "both.zarr"
+    command = [sys.executable, "-m", "napari_promptseg.cli", "embed", str(path), "--checkpoint",
+               str(checkpoint), *MODEL, "--store", str(store)]  # fmt: skip
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]  # fmt: skip
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    # between them every plane was computed at least once; the store holds each once
+    computed = sum(int(out.decode().split(" embedding(s) computed")[0].split()[-1]) for out, _ in outputs)  # fmt: skip
+    assert 3 <= computed <= 6
+    shared = ZarrEmbeddingStore(store)
+    assert shared.count == 3
+    engine = PromptSegmenter.from_model(
+        load_model(checkpoint=checkpoint, model_type="vit_tiny"), store=shared
+    )
+    for _label, rgb in planes_of(data):
+        engine.embed(rgb)  # each entry verifies (checksums) and is used
+    assert engine.encoder_calls == 0
+
+
+@pytest.mark.parametrize("command", ["everything", "embed"])
+def test_an_unreachable_scheduler_writes_nothing(
+    checkpoint, stack, tmp_path, capsys, monkeypatch, command
+):
+    monkeypatch.setattr(scheduler, "CONNECT_TIMEOUT_S", 1.0)
+    path, _ = stack
+    out, store = tmp_path / "l.tif", tmp_path / "s.zarr"
+    extra = ["-o", out, *FAST] if command == "everything" else []
+    args = [command, path, "--checkpoint", checkpoint, *MODEL, "--store", store, *extra]
+    assert cli(*args, "--scheduler", "tcp://127.0.0.1:9") == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+    assert not out.exists() and not store.exists()
+
+
+def test_bad_scheduler_store_and_axes_are_named(checkpoint, stack, tmp_path, capsys):
+    path, data = stack
+    base = ["--checkpoint", checkpoint, *MODEL]
+    assert cli("embed", path, *base, "--scheduler", "slurm") == 2
+    assert "--scheduler 'slurm' is not understood" in capsys.readouterr().err
+    assert cli("embed", path, *base, "--store", "/proc/promptseg.zarr") == 2
+    assert "embedding store /proc/promptseg.zarr is not writable" in capsys.readouterr().err
+    bad = write_ome(tmp_path / "bad.ome.zarr", data, ["y", "x", "z"])
+    assert cli("everything", bad, *base, "-o", tmp_path / "l.tif") == 2
+    err = capsys.readouterr().err
+    assert "axes (y, x, z); expected the last two to be y, x" in err
+    assert not (tmp_path / "l.tif").exists()
