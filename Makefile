@@ -7,6 +7,7 @@
 #   make lint    ruff check + ruff format --check + make check
 #   make check   import-linter contracts (docs/architecture.md) and mypy on the engine
 #   make bench   run benchmarks/*.py one by one under Xvfb
+#   make bench-peers  build micro-sam's own venv (.venv-peers/microsam), then ours vs micro-sam
 #
 # Knobs (set on the command line or in the environment):
 #   PYTHON=python3.12         interpreter used to create the venv
@@ -46,7 +47,7 @@ CHECK_XVFB = command -v xvfb-run >/dev/null 2>&1 || { \
 	echo '  or: sudo apt-get install xvfb xauth libgl1-mesa-dri ...  (full list in that script)' >&2; \
 	exit 1; }
 
-.PHONY: help venv test run run-cli lint check bench
+.PHONY: help venv test run run-cli lint check bench bench-peers
 
 help:
 	@sed -n 's/^#   make /  make /p' Makefile
@@ -89,3 +90,8 @@ bench: venv
 	done; \
 	[ -n "$$found" ] || echo "no benchmarks/*.py to run"; \
 	if [ -n "$$failed" ]; then echo "failed:$$failed" >&2; exit 1; fi
+
+bench-peers: venv
+	@$(CHECK_XVFB)
+	bash benchmarks/peers/setup_microsam.sh
+	QT_QPA_PLATFORM=xcb $(XVFB_RUN) $(VPY) benchmarks/bench_peers.py --both

@@ -139,9 +139,7 @@ def main() -> None:
     print(f"{'run':36s} {'s/plane':>8s} {'planes/min':>10s} {'vs baseline':>12s}  start-up")
     for name, seconds, startup in rows:
         extra = f"  {startup:.1f} s (cluster + model per worker)" if startup is not None else ""
-        print(
-            f"{name:36s} {seconds:8.2f} {60 / seconds:10.1f} {seconds / baseline:11.3f}×{extra}"
-        )
+        print(f"{name:36s} {seconds:8.2f} {60 / seconds:10.1f} {seconds / baseline:11.3f}×{extra}")
     one = dict((n, s) for n, s, _ in rows).get("local:1")
     if one is not None:
         print(f"overhead per plane on local:1: {100 * (one - baseline) / baseline:+.1f} % "

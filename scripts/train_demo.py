@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     device = select_device(args.device)
     model_type, build = ARCHITECTURES[args.arch]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.evaluate:
         sam = build(seed=args.seed)
         from napari_promptseg.core.models.checkpoint import load_state_dict
@@ -72,13 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         eval_every=args.eval_every,
         patience=args.patience,
         seed=args.seed,
+        max_seconds=args.max_seconds,
     )
     steps = iter_finetune(segmenter, planes, settings, model_type=model_type)
     last = time.perf_counter()
     try:
         while True:
             progress = next(steps)
-            if progress.stage == "validation" and progress.validation is not None and progress.loss is None:
+            if progress.stage == "validated" and progress.validation is not None:
                 v = progress.validation
                 print(
                     f"step {progress.done:5d}  {time.perf_counter() - started:6.0f} s  "
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     metadata["history"] = result.history
     save(result.sam, metadata, args.out, half=args.half)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)", flush=True)
+    if args.no_eval:
+        return 0
     report = evaluate_models(
         {"random init": build(seed=args.seed).to(device).eval(), "trained": result.sam}, args
     )
@@ -124,9 +129,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--patience", type=int, default=100)
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop training after")
     parser.add_argument("--eval-images", type=int, default=16, help="held-out evaluation images")
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     parser.add_argument("--half", action="store_true", help="store the weights as float16")
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the script")
     args = parser.parse_args(argv)

@@ -29,7 +29,7 @@ def test_npe2_picks_it_for_zarr_names():
     npe2 = pytest.importorskip("npe2")
     manager = npe2.PluginManager()  # a private one: napari's test plugin mocks the global
     manager.register(npe2.PluginManifest.from_distribution("napari-promptseg"))
-    writer, path = manager.get_writer("x/l.ome.zarr", ["labels"], "napari-promptseg")
+    writer, _path = manager.get_writer("x/l.ome.zarr", ["labels"], "napari-promptseg")
     assert writer.command == "napari-promptseg.write_labels_ome_zarr"
     command = manager.get_command(writer.command)
     assert command.python_name == "napari_promptseg._writer_zarr:write_labels_ome_zarr_layer"

@@ -100,6 +100,7 @@ def write(path, array):
         (lambda f: str(f / "truth.tif"), ["--model-type", "vit_b"], "describes a --checkpoint"),
         (lambda f: str(f / "truth.tif"), ["--checkpoint", "nope.pth"], "nope.pth does not exist"),
         (lambda f: str(f / "truth.tif"), ["--classes", "nope.csv"], "nope.csv does not exist"),
+        (lambda f: str(f / "truth.tif"), ["--model", "vit_zz"], "vit_zz"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(

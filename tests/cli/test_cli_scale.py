@@ -154,3 +154,31 @@ def test_bad_scheduler_store_and_axes_are_named(checkpoint, stack, tmp_path, cap
     err = capsys.readouterr().err
     assert "axes (y, x, z); expected the last two to be y, x" in err
     assert not (tmp_path / "l.tif").exists()
+
+
+def test_evaluate_on_the_cluster_reports_what_one_process_reports(
+    dask_client, checkpoint, tmp_path
+):
+    import csv
+
+    rng = np.random.default_rng(5)
+    image = (rng.random((2, 40, 56)) * 50).astype(np.uint8)
+    truth = np.zeros((2, 40, 56), np.uint16)
+    truth[0, 3:15, 4:20] = 3
+    truth[1, 20:36, 25:50] = 8
+    image[truth > 0] += 150
+    tifffile.imwrite(tmp_path / "cells.tif", image, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "truth.tif", truth, photometric="minisblack")
+    common = ["evaluate", tmp_path / "cells.tif", tmp_path / "truth.tif", "--checkpoint",
+              checkpoint, *MODEL, "--clicks", "3", "--no-store"]  # fmt: skip
+    assert cli(*common, "-o", tmp_path / "here.csv") == 0
+    address = dask_client.scheduler.address
+    assert cli(*common, "-o", tmp_path / "there.csv", "--scheduler", address) == 0
+
+    def rows(name):
+        with open(tmp_path / name, newline="") as file:
+            drop = ("seconds", "seconds_per_object", "embedding_seconds")
+            return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(file)]
+
+    assert rows("here.csv") == rows("there.csv") and len(rows("here.csv")) > 0
+    assert rows("here_summary.csv") == rows("there_summary.csv")

@@ -8,6 +8,7 @@ view, the embedding's pixels, the prompts on the layers) and that the newest req
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -76,7 +77,8 @@ class FakeView:
 
 
 @pytest.fixture
-def setup():
+def setup(request):
+    wait_limit = getattr(request, "param", 0.0)  # 0: results arrive only through post
     state = SessionState(
         image_layer=FakeImage(),
         current_slice=PLANE,
@@ -100,6 +102,7 @@ def setup():
         status=events["status"].append,
         problem=lambda message, error: events["problem"].append(message),
         tiles_needed=events["tiles"].append,
+        wait_limit=wait_limit,
     )
 
     def wait_outcome(count: int = 1):
@@ -272,3 +275,55 @@ def test_candidates_cycle(setup):
     assert controller.candidate == 0
     controller.select_candidate(7)  # out of range: ignored
     assert controller.candidate == 0
+
+
+# -- the GUI thread waits for a fast decode: point and mask in one frame ---------------------
+
+waiting = pytest.mark.parametrize("setup", [1.0], indirect=True)
+
+
+@waiting
+def test_a_fast_decode_is_shown_before_request_returns(setup):
+    setup.view.prompts = Prompts.from_points([[2, 3]])
+    setup.controller.request()
+    assert setup.controller.result is not None  # no event-loop turn needed
+    setup.controller.on_decoded(setup.wait())  # the posted copy arrives later: ignored
+    assert len(setup.events["result"]) == 1
+
+
+@waiting
+def test_the_release_waits_for_the_decode_started_at_press(setup):
+    gate = threading.Event()
+    setup.state.segmenter.gate = gate
+    setup.controller.decode_on_press(np.array([2.0, 3.0]), 1)  # returns at once
+    assert setup.state.segmenter.started.wait(5) and setup.controller.result is None
+    setup.view.prompts = Prompts.from_points([[2, 3]])  # the release adds the point
+    threading.Timer(0.05, gate.set).start()
+    calls = setup.state.segmenter.calls
+    setup.controller.request()
+    assert setup.controller.result is not None and setup.state.segmenter.calls == calls
+
+
+@waiting
+def test_a_slow_decode_is_not_waited_for(setup):
+    setup.controller.wait_limit = 0.05
+    gate = threading.Event()
+    setup.state.segmenter.gate = gate
+    setup.view.prompts = Prompts.from_points([[2, 3]])
+    setup.controller.request()  # waits 50 ms at most, then returns without a mask
+    assert setup.controller.result is None
+    gate.set()
+    setup.controller.on_decoded(setup.wait())
+    assert setup.controller.result is not None  # shown when it arrives
+
+
+@waiting
+def test_recent_slow_decodes_skip_the_wait(setup):
+    setup.controller.last_decode_seconds = 0.9  # the CPU is busy
+    gate = threading.Event()
+    setup.state.segmenter.gate = gate
+    setup.view.prompts = Prompts.from_points([[2, 3]])
+    started = time.perf_counter()
+    setup.controller.request()
+    assert time.perf_counter() - started < 0.5 and setup.controller.result is None
+    gate.set()

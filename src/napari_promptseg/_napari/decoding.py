@@ -11,10 +11,17 @@ view and ``post`` calling back directly.
 
 A left click starts decoding at mouse press (:meth:`DecodeController.decode_on_press`), with
 the point napari adds on release: the result is kept until that point lands.
+
+One frame, not two: when prompts change, the GUI thread waits for the decode it just asked
+for — at most :data:`WAIT_LIMIT`, and only when recent decodes were that fast — and shows the
+mask before napari draws again, so the new point and its mask appear in the same frame and
+the decode has the CPU to itself meanwhile (no frame of the point rendering in parallel). A
+slower decode (a busy machine, a large image by tiles) is shown when it arrives, as before.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -29,6 +36,10 @@ from .slices import SliceRef
 from .state import SessionState, Target
 
 Decoded = tuple[Target, Prompts, "DecodeResult | list[Tile]"]
+
+#: Longest the GUI thread waits for a decode it asked for (seconds). A decode on a CPU takes
+#: 50-100 ms for every SAM size (the decoder is the same); waiting longer would be a freeze.
+WAIT_LIMIT = 0.3
 
 
 class PromptView(Protocol):
@@ -62,6 +73,9 @@ class DecodeController:
     tiles_needed
         Called with the tiles of a large image that must be embedded before these prompts
         can be decoded; once they are, call :meth:`retry`.
+    wait_limit
+        Longest the caller's thread waits for a decode it asked for (seconds); 0: never
+        wait, every result arrives through ``post``.
     """
 
     def __init__(
@@ -74,8 +88,10 @@ class DecodeController:
         status: Callable[[str], None],
         problem: Callable[[str, BaseException | None], None],
         tiles_needed: Callable[[list[Tile]], None],
+        wait_limit: float = WAIT_LIMIT,
     ) -> None:
         self.state = state
+        self.wait_limit = wait_limit
         self.view = view
         self._on_result = on_result
         self._status = status
@@ -86,7 +102,10 @@ class DecodeController:
         self.result_target: Target | None = None  # what the shown result was decoded for
         self.result_prompts: Prompts | None = None
         self._submitted: Prompts | None = None  # the prompts last sent to the runner
+        self._ticket = 0  # the runner's ticket of _submitted
+        self._handled = 0  # the newest ticket whose outcome was handled here
         self._early: Decoded | None = None  # decoded at mouse press, its point not yet added
+        self.last_decode_seconds: float | None = None  # measured on the decode thread
         self._runner = LatestOnlyRunner(post, name="promptseg-decode")
 
     # -- requests -------------------------------------------------------------------------
@@ -114,7 +133,9 @@ class DecodeController:
         if self._early is not None and prompts.same_as(self._early[1]):
             self._show(*self._early)  # decoded from the mouse press already
             return
-        self._submit(prompts)
+        if not prompts.same_as(self._submitted):
+            self._submit(prompts)
+        self._wait_and_show(self._ticket)  # also a decode started at mouse press
 
     def retry(self) -> None:
         """Decode the prompts in view again, even if they were sent already (tiles arrived)."""
@@ -135,7 +156,9 @@ class DecodeController:
         if not ref.on_plane(point)[0]:
             return
         prompts = self.view.read_prompts(ref)
-        self._submit(prompts.with_point(ref.to_plane(point)[0], label))
+        prompts = prompts.with_point(ref.to_plane(point)[0], label)
+        if not prompts.same_as(self._submitted):
+            self._submit(prompts)  # no wait: napari handles the press meanwhile
 
     def cancel_pending(self) -> None:
         """Forget the decode in flight and any early result."""
@@ -151,8 +174,6 @@ class DecodeController:
         self._runner.close()
 
     def _submit(self, prompts: Prompts) -> None:
-        if prompts.same_as(self._submitted):
-            return  # already decoding (or decoded) exactly these prompts
         state = self.state
         target, segmenter = state.current_target(), state.segmenter
         embedding, tiled, multimask = state.embedding, state.tiled, state.multimask
@@ -161,20 +182,37 @@ class DecodeController:
         self._submitted, self._early = prompts, None
 
         def job() -> Decoded:
+            started = time.perf_counter()
             if tiled is None:
                 assert embedding is not None  # has_pixels was checked
-                return target, prompts, segmenter.predict(embedding, prompts, multimask=multimask)
+                result = segmenter.predict(embedding, prompts, multimask=multimask)
+                self.last_decode_seconds = time.perf_counter() - started
+                return target, prompts, result
             needed = tiled.tiles_needed(prompts, multimask)
             if needed:  # embedding is slow: done in the embedding worker, not here
                 return target, prompts, needed
             return target, prompts, tiled.predict(prompts, multimask, embed_missing=False)
 
-        self._runner.submit(job)
+        self._ticket = self._runner.submit(job)
+
+    def _wait_and_show(self, ticket: int) -> None:
+        """Handle decode ``ticket`` now if it finishes within the wait budget."""
+        if ticket <= self._handled or self.state.tiled is not None:
+            return  # handled already; tiles may need embedding first: never wait for those
+        recent = self.last_decode_seconds
+        if self.wait_limit <= 0 or (recent is not None and 1.5 * recent > self.wait_limit):
+            return  # decodes are slow right now (a busy CPU): show it when it arrives
+        outcome = self._runner.wait(ticket, self.wait_limit)
+        if outcome is not None:
+            self.on_decoded(outcome)
 
     # -- results (main thread) ------------------------------------------------------------
 
     def on_decoded(self, outcome: JobOutcome) -> None:
         """A decode finished; show it if it still belongs to what the user sees."""
+        if outcome.ticket <= self._handled:
+            return  # handled when it finished (the GUI thread waited for it)
+        self._handled = outcome.ticket
         if outcome.stale or not self._runner.is_current(outcome.ticket):
             return  # superseded, or reset()/clear() cancelled it after it finished
         if outcome.error is not None:

@@ -17,6 +17,8 @@ SHORTCUTS = (
     ("right click / Ctrl+click", "negative point"),
     ("V", "next candidate mask"),
     ("Ctrl+Z", "undo the last commit"),
+    ("Shift+click / K", "edit an object already in a labels layer"),
+    ("1–9", "object class"),
 )
 
 
@@ -28,6 +30,7 @@ def bindings(session) -> dict[str, Callable]:
         "n": lambda *_: session.toggle_next_label(),
         "v": lambda *_: session.next_candidate(),
         "Control-z": lambda *_: session.undo(),
+        "k": lambda *_: session.editing.toggle_pick(),
     }
 
 

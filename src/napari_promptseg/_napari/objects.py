@@ -93,6 +93,7 @@ def commit_mask(
     prompts: str,
     candidate: int,
     model: str,
+    class_name: str = "",
 ) -> dict:
     """Paint ``mask`` as a new object (one undo step) and append its features row.
 
@@ -125,6 +126,7 @@ def commit_mask(
         candidate=candidate,
         model=model,
         slice_index=ref.fixed,
+        class_name=class_name,
     )
     append_rows(labels_layer, [row])
     return row

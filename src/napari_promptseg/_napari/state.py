@@ -48,6 +48,8 @@ class SessionState:
         None: SAM's advice (three candidates for a lone point); True/False to force.
     next_label
         Label of the next point or scribble (positive or negative).
+    object_class
+        Class name given to the next committed objects ("" = none; see ``_napari.editing``).
     """
 
     image_layer: Any = None
@@ -59,6 +61,7 @@ class SessionState:
     overwrite: bool = False
     multimask: bool | None = None
     next_label: int = POSITIVE
+    object_class: str = ""
 
     def current_target(self) -> Target | None:
         """The image, plane and model shown now; None if any is missing."""

@@ -26,6 +26,7 @@ from qtpy.QtCore import QObject, Signal
 from .._napari import layers as prompt_layers
 from .._napari import objects
 from .._napari.decoding import DecodeController
+from .._napari.editing import EditingPromptView, ObjectEditor
 from .._napari.prompt_view import LayersPromptView, label_on_click
 from .._napari.slices import SliceRef, slice_in_view, spatial_shape
 from .._napari.state import SessionState, Target
@@ -63,12 +64,22 @@ class SegmentationSession(QObject):
         self.state = SessionState()
         self.decoding = DecodeController(
             self.state,
-            LayersPromptView(viewer, self.state),
+            EditingPromptView(LayersPromptView(viewer, self.state), self.state),
             post=self._decoded.emit,
             on_result=self.result_changed.emit,
             status=self.status.emit,
             problem=self.report,
             tiles_needed=self._embed_tiles,
+        )
+        self.editing = ObjectEditor(  # edits objects already in a labels layer (Shift+click)
+            viewer,
+            self.state,
+            self.decoding,
+            self.decoding.view,
+            status=self.status.emit,
+            problem=self.report,
+            changed=self.objects_changed.emit,
+            use_labels=self.set_labels_layer,
         )
         self.embedder = EmbeddingController(
             self.state,
@@ -355,6 +366,8 @@ class SegmentationSession(QObject):
 
     def commit(self) -> dict | None:
         """Write the shown mask into the labels layer as a new object. Returns its row."""
+        if self.editing.active:  # an object picked for editing: replace it in place
+            return self.editing.commit()
         state, decoding = self.state, self.decoding
         result, index = decoding.result, decoding.candidate
         if result is None or decoding.result_target is None or state.segmenter is None:
@@ -381,6 +394,7 @@ class SegmentationSession(QObject):
                 prompts=prompts.summary() if prompts is not None else "",
                 candidate=index,
                 model=state.segmenter.name,
+                class_name=state.object_class,
             )
         except objects.LabelsError as error:
             self.report(str(error))
@@ -423,7 +437,9 @@ class SegmentationSession(QObject):
         layer.bind_key("Control-Shift-z", lambda _layer: self.redo(), overwrite=True)
 
     def clear(self) -> None:
-        """Drop the prompts and the preview on the current slice."""
+        """Drop the prompts and the preview on the current slice (and an edit: nothing written)."""
+        if self.editing.active:
+            self.editing.end(f"edit of {self.editing.edit.describe()} cancelled: nothing written")
         self.decoding.cancel_pending()
         prompt_layers.clear_prompts(self.viewer, self.state.current_slice)
         self.decoding.set_result(None)
@@ -448,6 +464,7 @@ class SegmentationSession(QObject):
         self.embedder.cancel()
         self._model_slot.cancel()
         self.decoding.close()
+        self.editing.close()
         for layer in self._connected_prompt_layers:
             layer.events.data.disconnect(self.decoding.on_prompts_changed)
             if self._on_click in layer.mouse_drag_callbacks:

@@ -29,13 +29,14 @@ from .._napari import keys, objects
 from .._napari import layers as prompt_layers
 from .._napari.navigation import jump_to_object
 from ..core.sam.prompts import NEGATIVE
+from .model_menu import CHECKPOINT_ITEM, CHECKPOINT_TYPES, fill_model_combo, select_model
 from .panels.registry import load_panels
 from .session import SegmentationSession
+from .status_line import StatusLine
 
 if TYPE_CHECKING:
     import napari
 
-CHECKPOINT_ITEM = "checkpoint file…"
 NEW_LABELS_ITEM = "new labels layer"
 
 
@@ -69,10 +70,10 @@ class PromptSegWidget(QWidget):
         form = QFormLayout(setup)
         self.image_combo = QComboBox()
         form.addRow("Image", self.image_combo)
-        self.model_combo = QComboBox()
-        self.model_combo.addItems([*_model_names(), CHECKPOINT_ITEM])
+        self.model_combo = QComboBox()  # grouped by family, with download size and speed here
+        fill_model_combo(self.model_combo)
         self.model_type_combo = QComboBox()
-        self.model_type_combo.addItems(["auto", "vit_b", "vit_l", "vit_h"])
+        self.model_type_combo.addItems(list(CHECKPOINT_TYPES))
         self.model_type_combo.setToolTip(
             "model type of a checkpoint file (auto: read from the file)"
         )
@@ -90,14 +91,15 @@ class PromptSegWidget(QWidget):
         form.addRow("Device", device_row)
         self.model_label = QLabel("no model loaded")
         form.addRow("In use", self.model_label)
-        self.status_label = QLabel("choose a model and press Load model")
-        self.status_label.setWordWrap(True)
+        # shown whole (it names URLs and folders), with a Copy button
+        self.status_line = StatusLine("choose a model and press Load model")
+        self.status_label = self.status_line.label
         # always shown: hiding and showing it relayouts the dock, a costly repaint
         # under software OpenGL right when the encoder starts
         self.progress_bar = QProgressBar()
         self.progress_bar.setFormat("embedding: idle")
         self.progress_bar.setValue(0)
-        form.addRow(self.status_label)
+        form.addRow(self.status_line)
         form.addRow(self.progress_bar)
         layout.addWidget(setup)
 
@@ -182,8 +184,10 @@ class PromptSegWidget(QWidget):
         session.result_changed.connect(self._on_result_changed)
         session.objects_changed.connect(self._on_objects_changed)
         session.model_changed.connect(self._on_model_changed)
+        # the first embedding of a model measured its speed here: show it in the list
+        session.embedding_ready.connect(lambda _: fill_model_combo(self.model_combo))
         self.image_combo.currentIndexChanged.connect(self._on_image_chosen)
-        self.model_combo.currentTextChanged.connect(self._on_model_choice)
+        self.model_combo.currentIndexChanged.connect(self._on_model_choice)
         self.load_button.clicked.connect(self.load_model)
         self.points_button.clicked.connect(lambda: self._activate("points", "add"))
         self.box_button.clicked.connect(lambda: self._activate("boxes", "add_rectangle"))
@@ -235,19 +239,26 @@ class PromptSegWidget(QWidget):
             self.session.set_labels_layer(layer)
             self._on_objects_changed()
 
-    def _on_model_choice(self, text: str) -> None:
-        is_file = text == CHECKPOINT_ITEM
+    def select_model(self, name: str) -> bool:
+        """Select registry model ``name`` in the list; False if it is not listed."""
+        return select_model(self.model_combo, name)
+
+    def _on_model_choice(self, index: int | None = None) -> None:
+        is_file = self.model_combo.currentData() == CHECKPOINT_ITEM
         self.model_type_combo.setVisible(is_file)
         if is_file:
             path, _ = QFileDialog.getOpenFileName(
-                self, "SAM checkpoint", "", "PyTorch checkpoints (*.pth *.pt *.bin);;All files (*)"
+                self,
+                "SAM, MobileSAM or SAM 2.1 checkpoint",
+                "",
+                "PyTorch checkpoints (*.pth *.pt *.bin);;All files (*)",
             )
             self._checkpoint = Path(path) if path else None
             if self._checkpoint is not None:
                 self.status_label.setText(f"checkpoint {self._checkpoint.name}: press Load model")
 
     def load_model(self) -> None:
-        name = self.model_combo.currentText()
+        name = self.model_combo.currentData()
         device = self.device_combo.currentText()
         device = None if device == "auto" else device
         if name == CHECKPOINT_ITEM:
@@ -269,7 +280,7 @@ class PromptSegWidget(QWidget):
         from ..core.models.registry import DEFAULT_MODEL, get_spec, is_cached, list_models
 
         if is_cached(DEFAULT_MODEL):
-            self.model_combo.setCurrentText(DEFAULT_MODEL)
+            self.select_model(DEFAULT_MODEL)
             self.load_model()
             return
         spec = get_spec(DEFAULT_MODEL)
@@ -341,6 +352,8 @@ class PromptSegWidget(QWidget):
         self.label_button.setText(f"Next prompt: {'negative' if negative else 'positive'} (N)")
 
     def _on_objects_changed(self) -> None:
+        if self.labels_combo.currentData() is not self.session.labels_layer:
+            self._refresh_layer_choices()  # an edit picked an object in another labels layer
         self._apply_confidence_colours(self.confidence_check.isChecked())
         self._refresh_review()
 
@@ -399,12 +412,6 @@ def _fill_combo(combo: QComboBox, items) -> None:
     combo.blockSignals(False)
     if combo.currentData() is not current:
         combo.currentIndexChanged.emit(combo.currentIndex())
-
-
-def _model_names() -> list[str]:
-    from ..core.models.registry import DEFAULT_MODEL, MODELS
-
-    return sorted(MODELS, key=lambda name: name != DEFAULT_MODEL)
 
 
 def _device_names() -> list[str]:

@@ -24,6 +24,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 BACKGROUND_NICE = 10  # how much lower than the GUI a background job runs (Linux)
+#: Overrides BACKGROUND_NICE (an integer 0-19), e.g. to compare settings in benchmarks/bench_busy.py.
+NICE_ENV = "NAPARI_PROMPTSEG_BACKGROUND_NICE"
 
 SIGNALS = ("started", "yielded", "returned", "errored", "aborted", "finished")
 
@@ -164,9 +166,18 @@ def run_in_background(job: Callable) -> Callable:
     return function
 
 
-def lower_this_thread(nice: int = BACKGROUND_NICE) -> None:
+def background_nice() -> int:
+    """The nice value of background jobs: ``$NAPARI_PROMPTSEG_BACKGROUND_NICE`` or the default."""
+    try:
+        return max(0, min(19, int(os.environ.get(NICE_ENV, BACKGROUND_NICE))))
+    except ValueError:
+        return BACKGROUND_NICE
+
+
+def lower_this_thread(nice: int | None = None) -> None:
     """Raise the calling thread's nice value to at least ``nice`` (Linux; no-op elsewhere)."""
-    if not sys.platform.startswith("linux"):
+    nice = background_nice() if nice is None else nice
+    if not sys.platform.startswith("linux") or nice <= 0:
         return
     tid = threading.get_native_id()
     try:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .common import add_image_arguments, check_output_path
+from .scale import add_scale_arguments
 
 
 class _ModelList(argparse.Action):
@@ -96,6 +97,7 @@ def register(commands) -> None:
     evaluate.add_argument("--no-store", action="store_true", help="keep embeddings in memory only")
     evaluate.add_argument("-o", "--output", type=Path, required=True, help="report to write (.csv)")
     add_image_arguments(evaluate)
+    add_scale_arguments(evaluate, store=False)
     evaluate.set_defaults(run=run_evaluate, models=None)
 
 
@@ -124,8 +126,13 @@ def run_evaluate(args) -> int:
     )
     classes = _classes(args)
     loaders = _model_loaders(args)  # refuses bad model arguments before anything slow
-    steps = iter_evaluate(loaders, planes, labels, settings, classes=classes)
-    report = _run_with_progress(steps)
+    if args.scheduler:  # per model and plane, here or on Dask (cli/scale.py, docs/scale.md)
+        from .scale import evaluate_on_scheduler
+
+        report = evaluate_on_scheduler(args, settings, classes, labels)
+    else:
+        steps = iter_evaluate(loaders, planes, labels, settings, classes=classes)
+        report = _run_with_progress(steps)
     paths = write_report(report, output)
     print(format_summary(report))
     print(f"wrote {paths.objects}, {paths.summary.name} and {paths.plot.name}")
@@ -172,6 +179,7 @@ def _model_loaders(args):
     """One loader per --model / --checkpoint, in order (vit_b when none is given)."""
     from ..core import PromptSegmenter
     from ..core.errors import ModelError
+    from ..core.models.registry import get_spec
     from ..core.storage.store import EmbeddingStore
 
     models = args.models or [("name", "vit_b")]
@@ -187,6 +195,9 @@ def _model_loaders(args):
     for path in checkpoints:
         if not path.is_file():
             raise ModelError(f"checkpoint file {path} does not exist.")
+    for kind, value in models:
+        if kind == "name":
+            get_spec(value)  # an unknown name fails now, not after the first model's run
     store = None if args.no_store else EmbeddingStore(args.store)
     loaders = []
     checkpoint_number = 0

@@ -40,7 +40,7 @@ def run_gui(args) -> int:
             checkpoint=args.checkpoint, model_type=args.model_type, device=args.device
         )
     elif args.model is not None:
-        widget.model_combo.setCurrentText(args.model)
+        widget.select_model(args.model)
         widget.session.load_model(args.model, device=args.device)
     napari.run()
     return 0

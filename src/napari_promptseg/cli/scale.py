@@ -141,3 +141,62 @@ def _check_folder_writable(root: Path) -> None:
         raise ExportError(
             f"the embedding store {root} is not writable: {error.strerror or error}."
         ) from None
+
+
+def evaluate_on_scheduler(
+    args: argparse.Namespace, settings: Any, classes: Any, ground_truth: Any
+) -> Any:
+    """``promptseg evaluate --scheduler``: one task per model and plane (see
+    core.workflows.distributed.evaluate); the same report as the single-process run."""
+    from tqdm import tqdm
+
+    from ..core.storage.stores import open_embedding_store
+    from ..core.workflows.distributed.evaluate import evaluate_models
+    from ..core.workflows.distributed.recipe import ModelRecipe
+    from ..core.workflows.distributed.scheduler import (
+        open_client,
+        parse_scheduler,
+        torch_threads_for,
+    )
+    from ..core.workflows.distributed.sources import ImageSource
+    from .embed import _conversion
+
+    spec = parse_scheduler(args.scheduler)
+    source = ImageSource.create(args.image, **_conversion(args)).resolved()
+    store = None if args.no_store else open_embedding_store(args.store)
+    models = args.models or [("name", "vit_b")]
+    types = args.model_types or []
+    recipes = []
+    number = 0
+    for kind, value in models:
+        options: dict[str, Any] = {"name": value}
+        if kind == "checkpoint":
+            model_type = types[0] if len(types) == 1 else types[number] if types else None
+            number += 1
+            options = {"checkpoint": value, "model_type": model_type}
+        recipe = ModelRecipe.create(
+            device=args.device,
+            offline=args.offline,
+            store=store,
+            torch_threads=torch_threads_for(spec),
+            **options,
+        )
+        recipes.append((recipe.display_name, recipe))
+    with open_client(spec) as client:
+        if client is not None:
+            print(f"evaluating on {spec.describe()}", file=sys.stderr)
+        with tqdm(unit="task", file=sys.stderr, leave=False, desc="evaluate") as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n if done >= bar.n else done)
+
+            return evaluate_models(
+                recipes,
+                source,
+                ground_truth,
+                settings,
+                classes=classes,
+                client=client,
+                progress=progress,
+            )

@@ -4,6 +4,10 @@ Prompts can change faster than SAM decodes (dragging a point fires dozens of eve
 queue would decode every intermediate state and lag further and further behind; instead
 a new job replaces the one waiting, and a job that finishes after a newer one was
 submitted is reported as stale so the caller can drop it.
+
+A caller that would rather have a short job's result at once (the GUI thread showing a mask
+in the same frame as the click that asked for it) can :meth:`~LatestOnlyRunner.wait` for it,
+with a time limit; ``on_done`` is still called, and the caller drops that second delivery.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class LatestOnlyRunner:
         self._condition = threading.Condition()
         self._pending: tuple[int, Callable[[], Any]] | None = None
         self._latest_ticket = 0
+        self._finished: JobOutcome | None = None  # the last job that ran to its end
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -56,7 +61,7 @@ class LatestOnlyRunner:
                 raise RuntimeError("runner is closed")
             self._latest_ticket += 1
             self._pending = (self._latest_ticket, job)
-            self._condition.notify()
+            self._condition.notify_all()
             return self._latest_ticket
 
     def cancel_pending(self) -> None:
@@ -68,12 +73,28 @@ class LatestOnlyRunner:
     def is_current(self, ticket: int) -> bool:
         return ticket == self._latest_ticket
 
+    def wait(self, ticket: int, timeout: float) -> JobOutcome | None:
+        """Block until job ``ticket`` has run, at most ``timeout`` seconds; its outcome.
+
+        None if it did not finish in time, was replaced before it ran, or the runner closed.
+        The outcome is delivered to ``on_done`` as well.
+        """
+        with self._condition:
+            self._condition.wait_for(
+                lambda: self._closed
+                or (self._finished is not None and self._finished.ticket >= ticket)
+                or (self._pending is not None and self._pending[0] > ticket),
+                timeout,
+            )
+            finished = self._finished
+        return finished if finished is not None and finished.ticket == ticket else None
+
     def close(self, timeout: float | None = 5.0) -> None:
         """Stop the thread after the running job; waiting jobs are dropped."""
         with self._condition:
             self._closed = True
             self._pending = None
-            self._condition.notify()
+            self._condition.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
@@ -92,4 +113,7 @@ class LatestOnlyRunner:
             except Exception as error:  # reported to the caller, never lost in the thread
                 outcome.error = error
             outcome.stale = ticket != self._latest_ticket
+            with self._condition:
+                self._finished = outcome
+                self._condition.notify_all()
             self._on_done(outcome)

@@ -23,6 +23,10 @@ from napari_promptseg.core.workflows.distributed.sources import ImageSource
 from napari_promptseg.core.workflows.stack import planes_of
 
 
+def scale(ndim):
+    return {"type": "scale", "scale": [1] * ndim}
+
+
 def write_ome_image(path, levels, axes, *, version="0.5"):
     """An OME-Zarr image by hand: NGFF 0.5 on zarr v3, or 0.4 on zarr v2."""
     zarr_format = 3 if version == "0.5" else 2
@@ -34,7 +38,7 @@ def write_ome_image(path, levels, axes, *, version="0.5"):
         {
             "axes": [{"name": a} for a in axes],
             "datasets": [
-                {"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [1] * len(axes)}]}  # fmt: skip
+                {"path": str(i), "coordinateTransformations": [scale(len(axes))]}
                 for i in range(len(levels))
             ],
         }
@@ -170,7 +174,7 @@ def test_rewriting_replaces_whole_and_failures_keep_the_old(tmp_path, monkeypatc
 
 def test_output_by_suffix_and_bad_targets(tmp_path):
     labels = np.eye(8, dtype=np.uint16)
-    tif, tif_table = write_label_output(tmp_path / "a.tif", labels, [{"id": 1}])
+    _tif, tif_table = write_label_output(tmp_path / "a.tif", labels, [{"id": 1}])
     ome, ome_table = write_label_output(tmp_path / "a.ome.zarr", labels, [{"id": 1}])
     assert tif_table.name == "a_objects.csv" and ome_table.name == "a_objects.csv"
     np.testing.assert_array_equal(read_ome_zarr_labels(ome), labels)
@@ -179,5 +183,5 @@ def test_output_by_suffix_and_bad_targets(tmp_path):
     (tmp_path / "file.zarr").write_text("x")
     with pytest.raises(ExportError, match="a file of that name"):
         write_labels_ome_zarr(tmp_path / "file.zarr", labels)
-    with pytest.raises(ExportError, match="must end in .zarr"):
+    with pytest.raises(ExportError, match=r"must end in \.zarr"):
         write_labels_ome_zarr(tmp_path / "x.tif", labels)

@@ -71,14 +71,15 @@ def test_scheduler_forms():
     assert parse_scheduler("local:3").workers == 3
     assert parse_scheduler("tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
     for bad in ("local:0", "slurm", "10.0.0.5:8786", "local:x"):
-        with pytest.raises(SchedulerError, match="local:N|at least 1"):
+        with pytest.raises(SchedulerError, match=r"local:N|at least 1"):
             parse_scheduler(bad)
 
 
 def test_an_unreachable_scheduler_is_named(monkeypatch):
-    with pytest.raises(SchedulerError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"):  # fmt: skip
-        with open_client(parse_scheduler("tcp://127.0.0.1:9"), timeout=1):
-            pass
+    unreachable = parse_scheduler("tcp://127.0.0.1:9")
+    message = r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"
+    with pytest.raises(SchedulerError, match=message), open_client(unreachable, timeout=1):
+        pass
 
 
 def test_two_workers_store_exactly_what_one_process_stores(

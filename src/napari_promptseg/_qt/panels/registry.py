@@ -18,6 +18,7 @@ import importlib
 import logging
 from typing import Any, Protocol
 
+from ..._napari.editing import ObjectEditor
 from ..._napari.slices import SliceRef
 from ..._napari.state import Target
 from ...core.sam.embedding import EmbeddingCache, ImageEmbedding
@@ -43,6 +44,7 @@ class SessionAPI(Protocol):
     embedding: ImageEmbedding | None
     cache: EmbeddingCache
     overwrite: bool  # commits may paint over existing objects
+    editing: ObjectEditor  # picks objects already in labels layers and edits them in place
 
     # signals to listen to
     slice_changed: SignalLike  # another image, plane or model
@@ -76,6 +78,8 @@ class SessionAPI(Protocol):
 
 # (section title, "module:Class") in the order they appear under the prompt controls.
 PANELS = (
+    ("Edit objects", "napari_promptseg._qt.panels.edit:EditPanel"),
+    ("Object classes", "napari_promptseg._qt.panels.classes:ClassesPanel"),
     ("Stack / time series", "napari_promptseg._qt.panels.stack:StackPanel"),
     (
         "Propagate through slices",
@@ -83,6 +87,7 @@ PANELS = (
     ),
     ("Segment everything", "napari_promptseg._qt.panels.everything:EverythingPanel"),
     ("Image folder", "napari_promptseg._qt.panels.folder:FolderPanel"),
+    ("Evaluate", "napari_promptseg._qt.panels.evaluate:EvaluatePanel"),
     ("Embeddings on disk", "napari_promptseg._qt.panels.store:StorePanel"),
     ("Autosave", "napari_promptseg._qt.panels.autosave:AutosavePanel"),
 )

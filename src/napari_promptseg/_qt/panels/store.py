@@ -23,6 +23,8 @@ from qtpy.QtWidgets import (
 
 from ...core.errors import PromptSegError
 from ...core.storage.store import EmbeddingStore, default_store_dir
+from ...core.storage.stores import AnyStore, open_embedding_store
+from ...core.storage.zarr_store import ZarrEmbeddingStore
 from .registry import disconnect
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class StorePanel(QWidget):
         super().__init__()
         self.viewer = viewer
         self.session = session
-        self.store: EmbeddingStore | None = None
+        self.store: AnyStore | None = None
         self.folder = default_store_dir()
 
         self.enabled_check = QCheckBox("keep embeddings on disk")
@@ -48,6 +50,10 @@ class StorePanel(QWidget):
         self.folder_label = QLabel()
         self.folder_label.setWordWrap(True)
         self.choose_button = QPushButton("Folder…")
+        self.choose_button.setToolTip(
+            "where embeddings are kept; a folder named *.zarr is a zarr store that Dask "
+            "workers and other sessions can share (docs/scale.md)"
+        )
         self.size_label = QLabel()
         self.clear_button = QPushButton("Clear store")
         self.clear_button.setToolTip(
@@ -87,7 +93,7 @@ class StorePanel(QWidget):
         """Store embeddings in ``folder`` from now on (the old folder is left as it is)."""
         folder = Path(folder).expanduser()
         try:
-            store = EmbeddingStore(folder)
+            store = open_embedding_store(folder)  # a .zarr folder: the shared zarr store
         except PromptSegError as error:
             self.session.report(str(error))
             return
@@ -101,7 +107,7 @@ class StorePanel(QWidget):
     def _on_toggled(self, enabled: bool) -> None:
         if enabled:
             try:
-                self.store = EmbeddingStore(self.folder)
+                self.store = open_embedding_store(self.folder)
             except PromptSegError as error:
                 self.session.report(str(error))
                 self.enabled_check.setChecked(False)
@@ -133,7 +139,7 @@ class StorePanel(QWidget):
         # an engine that arrives with its own store (scripts, tests): show it, don't drop it
         segmenter = self.session.segmenter
         existing = getattr(segmenter, "store", None)
-        if isinstance(existing, EmbeddingStore):
+        if isinstance(existing, EmbeddingStore | ZarrEmbeddingStore):
             self.store, self.folder = existing, existing.root
             self.enabled_check.blockSignals(True)
             self.enabled_check.setChecked(True)
@@ -153,7 +159,7 @@ class StorePanel(QWidget):
     def update_size(self, *args) -> None:
         """Show how many embeddings the folder holds and their size."""
         try:
-            store = self.store or EmbeddingStore(self.folder)
+            store = self.store or open_embedding_store(self.folder)
             count, nbytes = store.count, store.nbytes
         except (OSError, PromptSegError) as error:
             self.size_label.setText(f"cannot read the folder: {error}")
@@ -164,7 +170,7 @@ class StorePanel(QWidget):
     def clear(self) -> int:
         """Delete the stored embeddings (only files the store wrote). Returns how many."""
         try:
-            removed = (self.store or EmbeddingStore(self.folder)).clear()
+            removed = (self.store or open_embedding_store(self.folder)).clear()
         except (OSError, PromptSegError) as error:
             self.session.report(f"cannot clear the store: {error}")
             return 0

@@ -62,6 +62,15 @@ class ModelRecipe:
         path = str(Path(checkpoint).expanduser().absolute()) if checkpoint is not None else None
         return cls(checkpoint=path, **kwargs)
 
+    @property
+    def display_name(self) -> str:
+        """The name the engine will have (objects tables, reports): registry name or file name."""
+        if self.checkpoint is not None:
+            return Path(self.checkpoint).name
+        from ...models.registry import DEFAULT_MODEL
+
+        return self.name or DEFAULT_MODEL
+
     def token(self) -> str:
         """A stable identity of the recipe: the key of the engine a worker keeps for it."""
         return hashlib.blake2b(pickle.dumps(self), digest_size=12).hexdigest()

@@ -112,7 +112,7 @@ def open_client(spec: SchedulerSpec, *, timeout: float = CONNECT_TIMEOUT_S) -> I
             n_workers=spec.workers,
             threads_per_worker=1,  # one model call at a time per worker; torch threads inside
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: no clash with another cluster here
             silence_logs=logging.CRITICAL,  # the command reports errors itself, once
         )
         try:

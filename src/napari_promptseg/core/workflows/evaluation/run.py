@@ -99,7 +99,7 @@ def iter_evaluate(
         report.models.append(name)
         report.embedding_seconds[name] = 0.0
         for plane, _count in work:
-            started = time.perf_counter()
+            inside = 0.0  # time spent in the plane's generator, not in our caller
             steps = iter_evaluate_plane(
                 segmenter,
                 planes.rgb(plane),
@@ -111,7 +111,11 @@ def iter_evaluate(
             )
             try:
                 while True:
-                    step = next(steps)
+                    started = time.perf_counter()
+                    try:
+                        step = next(steps)
+                    finally:
+                        inside += time.perf_counter() - started
                     yield EvaluationProgress(done + step.done, total, name, step.stage, plane)
             except StopIteration as finished:
                 results = finished.value
@@ -119,7 +123,7 @@ def iter_evaluate(
                 steps.close()
             done += len(results)
             report.results.extend(results)
-            spent = time.perf_counter() - started - sum(r.seconds for r in results)
+            spent = inside - sum(r.seconds for r in results)  # embedding, masks of objects
             report.embedding_seconds[name] += max(spent, 0.0)
         del segmenter  # a model loaded here is freed before the next one loads
     return report

@@ -68,6 +68,9 @@ class FinetuneSettings:
         turned planes would need the encoder).
     seed
         The same seed, data and settings give the same run (on the same device and torch).
+    max_seconds
+        Stop after this much time (checked at validations; the best weights are kept);
+        None: no limit. A run cut by time is not repeated exactly by its seed.
     """
 
     mode: str = "decoder"
@@ -84,6 +87,7 @@ class FinetuneSettings:
     min_objects: int = MIN_OBJECTS
     augment: bool = True
     seed: int = 0
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -96,6 +100,8 @@ class FinetuneSettings:
             raise FinetuneError(f"box_probability must lie in [0, 1]; got {self.box_probability}.")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise FinetuneError(f"learning_rate must be positive; got {self.learning_rate}.")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise FinetuneError(f"max_seconds must be positive; got {self.max_seconds}.")
         if not 0.0 < self.validation_fraction < 1.0:
             raise FinetuneError(
                 f"validation_fraction must lie between 0 and 1; got {self.validation_fraction}."

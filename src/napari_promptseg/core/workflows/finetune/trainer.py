@@ -53,8 +53,9 @@ class FinetuneProgress:
     Attributes
     ----------
     stage
-        ``"embedding"`` (``done``/``total`` planes), ``"validation"`` or ``"training"``
-        (``done``/``total`` steps).
+        ``"embedding"`` (``done``/``total`` planes); ``"training"`` after a step;
+        ``"validation"`` when a validation starts, ``"validated"`` when its figures are
+        in ``validation`` (``done``/``total`` steps).
     loss
         Training loss, averaged since the previous validation.
     validation
@@ -197,7 +198,7 @@ def iter_finetune(
     best_state = _state_copy(sam, frozen)
     best_step, best_seconds, waited = 0, 0.0, 0
     history = [_history_entry(0, time.perf_counter() - started, math.nan, before)]
-    yield FinetuneProgress("validation", 0, settings.max_steps, validation=before, best=best)
+    yield FinetuneProgress("validated", 0, settings.max_steps, validation=before, best=best)
 
     trainable = [p for p in sam.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -253,9 +254,11 @@ def iter_finetune(
             waited += 1
         if latest.loss < best.loss:
             best, best_state, best_step, best_seconds = latest, _state_copy(sam, frozen), step, seconds
-        yield FinetuneProgress("training", step, settings.max_steps, None, latest, best)
+        yield FinetuneProgress("validated", step, settings.max_steps, None, latest, best)
         if waited > settings.patience:
             stopped_early = True
+            break
+        if settings.max_seconds is not None and seconds > settings.max_seconds:
             break
 
     sam.load_state_dict(best_state, strict=False)

@@ -1,0 +1,236 @@
+"""Edits of existing objects on a napari Labels layer: in place, delete, merge, split.
+
+Each edit is one ``data_setitem`` inside ``block_history()`` — one step of napari's undo —
+and keeps the layer's dtype, its other objects and its history. Rows follow the pixels the
+way commits' rows do (see :mod:`.objects`): a row changed along with an edit is recorded as
+an :class:`EditChange` and shows its state before or after the edit, whichever the pixels
+are in after an undo or redo; rows of objects an edit removed are set aside and come back
+with their pixels.
+
+Layers from elsewhere (Cellpose, StarDist, a threshold) may carry a features table of their
+own: :func:`adopt_features` gives it the id and box columns the rows need and keeps every
+column it had.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..core.editing import (
+    EditError,
+    PlaneEdit,
+    delete_object,
+    edited_row,
+    merge_objects,
+    object_boxes,
+    replace_object,
+    split_object,
+)
+from ..core.labels import next_label_id
+from . import objects
+from .objects import CHANGES_KEY, MAX_CHANGES, RowChange
+from .slices import SliceRef
+
+BOX_COLUMNS = ("bbox_row0", "bbox_col0", "bbox_row1", "bbox_col1")
+
+
+@dataclass(eq=False)
+class EditChange(RowChange):
+    """An object's row changed along with an edit: ``values`` are what the edit wrote at
+    the probe pixels, ``before`` what was there (an edit can take pixels away, so a probe
+    holding the object's id does not tell whether the edit is in)."""
+
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    before_values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+
+    def present(self, labels_layer) -> bool | None:
+        data = labels_layer.data
+        if len(self.probes) != data.ndim or any(
+            len(p) and (p.min() < 0 or p.max() >= n)
+            for p, n in zip(self.probes, data.shape, strict=True)
+        ):
+            return None
+        found = np.asarray(data[self.probes]).astype(np.int64)
+        # later edits may have painted over some probes; the majority says which side we are on
+        return int((found == self.values).sum()) >= int((found == self.before_values).sum())
+
+
+def row_of(labels_layer, object_id: int) -> dict | None:
+    """Object ``object_id``'s row in the layer's features, or None."""
+    return next((r for r in objects.object_rows(labels_layer) if _id(r) == object_id), None)
+
+
+def adopt_features(labels_layer) -> None:
+    """Give a foreign features table what edits need, keeping all its columns.
+
+    An ``id`` column (from napari's ``index`` column, else the row number, which is how napari
+    reads a table without one) and the objects' boxes where a row has none, so undo finds
+    them quickly. A table without rows, or already ours, is left as it is.
+    """
+    table = labels_layer.features
+    if len(table) == 0 or ("id" in table and _has_boxes(table)):
+        return
+    records = table.to_dict(orient="records")
+    if "id" not in table:
+        ids = table["index"].tolist() if "index" in table else list(range(len(table)))
+        for record, object_id in zip(records, ids, strict=True):
+            record["id"] = int(object_id)
+    boxes = object_boxes(np.asarray(labels_layer.data))
+    rows = []
+    for record in records:
+        row = {k: v for k, v in record.items() if k != "index"}
+        if not _row_has_box(row):
+            box = boxes.get(_id(row), (0, 0, 0, 0))
+            row.update(zip(BOX_COLUMNS, box, strict=True))
+            row.setdefault("slice", "")
+        rows.append(row)
+    objects.set_rows(labels_layer, sorted(rows, key=_id))
+
+
+def replace_in_place(
+    labels_layer, ref: SliceRef, object_id: int, mask: np.ndarray, *, overwrite: bool, **decoded
+) -> dict:
+    """Object ``object_id`` becomes ``mask`` on plane ``ref``, same id; returns its new row.
+
+    ``decoded``: the decode's ``predicted_iou``, ``stability``, ``prompts``, ``candidate``,
+    ``model`` (and ``class_name`` to change its class).
+    """
+    plane = objects.plane_of(labels_layer, ref)
+    edit = replace_object(plane, object_id, mask, overwrite=overwrite)
+    return _apply(labels_layer, ref, edit, {object_id: decoded})[object_id]
+
+
+def delete(labels_layer, ref: SliceRef, object_id: int) -> int:
+    """Object ``object_id``'s pixels on plane ``ref`` become background; returns how many.
+
+    Its row is set aside (it comes back if an undo brings the pixels back).
+    """
+    edit = delete_object(objects.plane_of(labels_layer, ref), object_id)
+    _apply(labels_layer, ref, edit, {})
+    return edit.size
+
+
+def merge(labels_layer, ref: SliceRef, keep_id: int, other_id: int) -> dict:
+    """Object ``other_id`` joins ``keep_id`` on plane ``ref``; returns ``keep_id``'s row.
+
+    The kept object's scores stay; its area and box grow; ``other_id``'s row is set aside.
+    """
+    edit = merge_objects(objects.plane_of(labels_layer, ref), keep_id, other_id)
+    return _apply(labels_layer, ref, edit, {keep_id: {}})[keep_id]
+
+
+def split(
+    labels_layer, ref: SliceRef, object_id: int, part: np.ndarray, **decoded
+) -> tuple[dict, dict]:
+    """The part of ``object_id`` inside ``part`` becomes a new object; returns (new row, rest).
+
+    The new object gets the decode's scores (``decoded``) and the old object's class; the
+    rest keeps ``object_id`` and its scores.
+    """
+    new_id = next_label_id(labels_layer.data)
+    edit = split_object(objects.plane_of(labels_layer, ref), object_id, part, new_id)
+    old = row_of(labels_layer, object_id) or {}
+    decoded.setdefault("class_name", _text(old.get("class")))
+    rows = _apply(labels_layer, ref, edit, {new_id: decoded, object_id: {}})
+    return rows[new_id], rows[object_id]
+
+
+def set_class(labels_layer, object_id: int, class_name: str, ref: SliceRef | None = None) -> dict:
+    """Give object ``object_id`` the class ``class_name`` ("" for none); returns its row.
+
+    Changes the row only (no pixels, so not a step of napari's undo). An object without a
+    row gets one, measured on plane ``ref``.
+    """
+    adopt_features(labels_layer)
+    row = row_of(labels_layer, object_id)
+    if row is None:
+        if ref is None:
+            raise EditError(f"object {object_id} has no row to give a class to.")
+        painted = objects.plane_of(labels_layer, ref) == object_id
+        row = edited_row(None, object_id, painted, slice_index=ref.fixed)
+        row["edited"] = False
+    row = {**row, "class": class_name}
+    others = [r for r in objects.object_rows(labels_layer) if _id(r) != object_id]
+    objects.set_rows(labels_layer, sorted([*others, row], key=_id))
+    return row
+
+
+# -- one undo step and its rows -----------------------------------------------------------
+
+
+def _apply(
+    labels_layer, ref: SliceRef, edit: PlaneEdit, changed: dict[int, dict[str, Any]]
+) -> dict[int, dict]:
+    """Write ``edit`` as one undo step; new rows for the objects in ``changed`` (id → the
+    decode's keywords, {} for pixels only); rows of objects left without pixels set aside."""
+    _check_dtype(labels_layer, edit)
+    adopt_features(labels_layer)
+    indices = ref.full_indices(edit.rows, edit.cols)
+    with labels_layer.block_history():  # one undo step, in the layer's own dtype
+        labels_layer.data_setitem(indices, edit.values.astype(labels_layer.data.dtype))
+    plane = objects.plane_of(labels_layer, ref)
+    probe_rows, probe_cols, values, before = edit.probes()
+    probes = ref.full_indices(probe_rows, probe_cols)
+    new_rows = {}
+    for object_id, decoded in changed.items():
+        previous = row_of(labels_layer, object_id)
+        row = edited_row(previous, object_id, plane == object_id, slice_index=ref.fixed, **decoded)
+        _record(labels_layer, previous, row, EditChange, probes, values, before)
+        new_rows[object_id] = row
+    objects.reconcile(labels_layer)  # rows of objects the edit removed go aside
+    return new_rows
+
+
+def _record(labels_layer, previous, row, kind, probes, values, before) -> None:
+    """Make ``row`` the object's row, undoably along with the edit just made."""
+    object_id = _id(row)
+    others = [r for r in objects.object_rows(labels_layer) if _id(r) != object_id]
+    objects.set_rows(labels_layer, sorted([*others, row], key=_id))
+    change = kind(object_id, previous, row, probes, values=values, before_values=before)
+    changes = [*labels_layer.metadata.get(CHANGES_KEY, []), change]
+    labels_layer.metadata[CHANGES_KEY] = changes[-MAX_CHANGES:]
+
+
+def _check_dtype(labels_layer, edit: PlaneEdit) -> None:
+    dtype = labels_layer.data.dtype
+    if edit.size and np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if edit.values.max() > info.max or edit.values.min() < info.min:
+            raise EditError(
+                f"id {int(edit.values.max())} does not fit the labels' dtype {dtype}; "
+                "convert the labels to a wider dtype (e.g. uint32)."
+            )
+
+
+def _has_boxes(table) -> bool:
+    return all(c in table for c in BOX_COLUMNS) and not table[list(BOX_COLUMNS)].isna().any().any()
+
+
+def _row_has_box(row: dict) -> bool:
+    try:
+        return all(np.isfinite(float(row[c])) for c in BOX_COLUMNS)
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def _id(row: dict) -> int:
+    return int(row["id"])
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+__all__ = [
+    "EditChange",
+    "adopt_features",
+    "delete",
+    "merge",
+    "replace_in_place",
+    "row_of",
+    "set_class",
+    "split",
+]
