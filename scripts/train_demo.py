@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -38,7 +39,10 @@ from napari_promptseg.core.workflows.evaluation.summary import summarize_group
 from napari_promptseg.core.workflows.finetune import FinetuneSettings, iter_finetune, make_plane
 from napari_promptseg.core.workflows.finetune.synthetic import synthetic_cells
 
-ARCHITECTURES = {"demo": (DEMO_MODEL_TYPE, build_demo_sam), "tiny": (TINY_MODEL_TYPE, build_tiny_sam)}
+ARCHITECTURES = {
+    "demo": (DEMO_MODEL_TYPE, build_demo_sam),
+    "tiny": (TINY_MODEL_TYPE, build_tiny_sam),
+}
 EVAL_SEED_OFFSET = 1_000_003  # evaluation images come from a seed stream training never uses
 
 
@@ -60,9 +64,14 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     planes = make_planes(args.seed, args.images, args.workers, args.size)
-    print(f"{len(planes)} training images generated in {time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"{len(planes)} training images generated in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
     base = build(seed=args.seed).to(device)
-    segmenter = PromptSegmenter(base, f"{args.arch}-random-seed{args.seed}", name=f"{args.arch} (random)")
+    segmenter = PromptSegmenter(
+        base, f"{args.arch}-random-seed{args.seed}", name=f"{args.arch} (random)"
+    )
     settings = FinetuneSettings(
         mode="full",
         max_steps=args.steps,
@@ -120,8 +129,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cpu, cuda (default: best available)")
     parser.add_argument("--images", type=int, default=1200, help="training images")
-    parser.add_argument("--val-images", type=int, default=12, help="validation images (of --images)")
-    parser.add_argument("--size", type=int, nargs=2, default=None, help="fixed image size (rows cols)")
+    parser.add_argument(
+        "--val-images", type=int, default=12, help="validation images (of --images)"
+    )
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=None, help="fixed image size (rows cols)"
+    )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--planes-per-step", type=int, default=8)
     parser.add_argument("--objects", type=int, default=16, help="objects per plane and step")
@@ -157,14 +170,18 @@ def make_planes(seed: int, count: int, workers: int, size=None, offset: int = 0)
     jobs = [(int(s), tuple(size) if size else None) for s in seeds]
     if workers <= 1:
         return [_plane(job) for job in jobs]
-    with ProcessPoolExecutor(workers) as pool:
+    # spawn: no fork of a process that may hold a CUDA context
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(_plane, jobs, chunksize=8))
 
 
 def save(sam, metadata: dict, path: Path, *, half: bool) -> None:
     from napari_promptseg.core.workflows.finetune.output import _json_safe
 
-    state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in sam.state_dict().items()}
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).cpu()
+        for k, v in sam.state_dict().items()
+    }
     payload = {"model_state": state, METADATA_KEY: _json_safe(metadata)}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda file: torch.save(payload, file))

@@ -262,6 +262,55 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
 
 
+class CpuAccount:
+    """How busy the rest of the machine was during a measurement (Linux; None elsewhere).
+
+    ``other_load()``: the average number of cores used by processes other than ``pids`` (default:
+    this one) between ``start()`` and the call: the machine's busy time from /proc/stat minus the
+    CPU time of ``pids``. About 0 for a quiet run (Xvfb's own drawing shows up here too), about 1
+    with :func:`busy_process` (pass its pid to count it as ours instead).
+    """
+
+    def __init__(self, pids: list[int] | None = None):
+        self.pids = list(pids) if pids is not None else [os.getpid()]
+        self._start: tuple[float, float, float] | None = None
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [float(v) for v in handle.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields[:8]) - idle, time.monotonic()
+
+    def _own(self) -> float:
+        total = 0.0
+        for pid in self.pids:
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                total += float(fields[11]) + float(fields[12])  # utime + stime
+            except (OSError, IndexError, ValueError):
+                pass
+        return total
+
+    def start(self) -> CpuAccount:
+        try:
+            busy, now = self._machine()
+            self._start = (busy, self._own(), now)
+        except OSError:
+            self._start = None
+        return self
+
+    def other_load(self) -> float | None:
+        if self._start is None:
+            return None
+        busy, now = self._machine()
+        ticks = os.sysconf("SC_CLK_TCK")
+        other = (busy - self._start[0]) - (self._own() - self._start[1])
+        wall = now - self._start[2]
+        return round(max(other, 0.0) / ticks / wall, 3) if wall > 0 else None
+
+
 # -- Qt helpers (qtpy imported lazily) ---------------------------------------------------------
 
 
@@ -405,17 +454,27 @@ def format_result(result: dict[str, Any]) -> str:
     """A few human-readable lines for one result."""
     p2m = result.get("prompt_to_mask_ms") or {}
     mode = "busy (one competing process)" if result.get("busy") else "quiet"
-    return "\n".join(
-        [
-            f"{result['tool']} {result['tool_version']} [{mode}], {result.get('model_type')} "
-            f"{'x'.join(map(str, result.get('image_shape') or []))}",
-            f"  load + embed:            {_fmt(result.get('load_embed_s'), 's')}"
-            f" (longest GUI gap {_fmt(result.get('load_embed_longest_gap_ms'), 'ms', 0)})",
-            f"  time to first mask:      {_fmt(result.get('time_to_first_mask_s'), 's')}",
-            f"  prompt -> mask drawn:    median {_fmt(p2m.get('median'), 'ms', 0)}, "
-            f"p95 {_fmt(p2m.get('p95'), 'ms', 0)} ({p2m.get('n', 0)} points)",
-        ]
-    )
+    lines = [
+        f"{result['tool']} {result['tool_version']} [{mode}], {result.get('model_type')} "
+        f"{'x'.join(map(str, result.get('image_shape') or []))}",
+        f"  load + embed:            {_fmt(result.get('load_embed_s'), 's')}"
+        f" (longest GUI gap {_fmt(result.get('load_embed_longest_gap_ms'), 'ms', 0)})",
+        f"  time to first mask:      {_fmt(result.get('time_to_first_mask_s'), 's')}",
+        f"  prompt -> mask drawn:    median {_fmt(p2m.get('median'), 'ms', 0)}, "
+        f"p95 {_fmt(p2m.get('p95'), 'ms', 0)} ({p2m.get('n', 0)} points)",
+    ]
+    other = {
+        k: v
+        for k, v in ((result.get("details") or {}).get("other_load") or {}).items()
+        if v is not None
+    }
+    if other:
+        lines.append(
+            "  other work on the machine: "
+            + ", ".join(f"{k} {v:.2f} cores" for k, v in other.items())
+            + " (not counting this run or its busy process; ~0 when quiet)"
+        )
+    return "\n".join(lines)
 
 
 def ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]:

@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.busy:
         with common.busy_process() as proc:
-            result = run(args, image, points)
-            result["details"]["busy_pid"] = proc.pid
+            result = run(args, image, points, busy_pid=proc.pid)
     else:
         result = run(args, image, points)
 
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     os._exit(0)
 
 
-def run(args, image: np.ndarray, points: np.ndarray) -> dict:
+def run(args, image: np.ndarray, points: np.ndarray, busy_pid: int | None = None) -> dict:
     import micro_sam
     import micro_sam.util
     import napari
@@ -228,12 +227,16 @@ def run(args, image: np.ndarray, points: np.ndarray) -> dict:
     embedding.run_button.clicked.connect(
         lambda *a: clicked.setdefault("ready", time.perf_counter())
     )
+    # other_load: cores used by anything but this process (and the busy process): ~0 when quiet
+    ours = [os.getpid()] + ([busy_pid] if busy_pid else [])
+    cpu_load_embed = common.CpuAccount(ours).start()
     gap.start()
     QTimer.singleShot(0, press_compute)
     common.wait_until(lambda: "ready" in clicked, timeout=1800, what="micro-sam's embedding")
     t0, ready = clicked["t0"], clicked["ready"]
     if state.image_embeddings is None or state.predictor is None:
         raise RuntimeError("micro-sam did not compute the embedding (see its messages above)")
+    other_load_embed = cpu_load_embed.other_load()
     first_row, first_col = points[0]
     first_drawn = segment_point_and_wait(first_row, first_col)
     gap.stop_after(ready)
@@ -261,6 +264,7 @@ def run(args, image: np.ndarray, points: np.ndarray) -> dict:
 
     # -- prompt -> mask drawn, one point at a time ---------------------------------------------
     latencies, decode_ms, pixels = [], [], []
+    cpu_prompts = common.CpuAccount(ours).start()
     for row, col in points:
         n_decodes = len(marks["decode"])
         started = time.perf_counter()
@@ -274,6 +278,9 @@ def run(args, image: np.ndarray, points: np.ndarray) -> dict:
         clear()
 
     result["prompt_to_mask_ms"] = common.summarize_ms(latencies)
+    details["other_load"] = {"load_embed": other_load_embed, "prompts": cpu_prompts.other_load()}
+    if busy_pid:
+        details["busy_pid"] = busy_pid
     details["decode_ms"] = common.summarize_ms(decode_ms)
     details["mask_pixels"] = pixels
     details["window"] = [viewer.window._qt_window.width(), viewer.window._qt_window.height()]

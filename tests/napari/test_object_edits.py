@@ -245,3 +245,27 @@ def test_the_edit_adds_the_object_box_and_mask_to_the_prompts():
     grown = view.read_prompts(PLANE)
     assert grown.box.tolist() == [4.5, 4.5, 30.5, 50.5]  # covers the positive click only
     assert view.read_prompts(SliceRef((2, None, None), (1, 2))).box is None  # other plane
+
+
+def test_a_new_commit_keeps_a_foreign_table_and_its_objects_show_grey():
+    layer = foreign_layer(np.int32)
+    mask = np.zeros((40, 60), bool)
+    mask[36:39, 50:58] = True
+    row = objects.commit_mask(
+        layer,
+        PLANE,
+        mask,
+        overwrite=False,
+        predicted_iou=0.95,
+        stability=0.9,
+        prompts="1+",
+        candidate=0,
+        model="tiny",
+        class_name="debris",
+    )
+    rows = features_of(layer)
+    assert row["id"] == 10 and rows[10]["class"] == "debris"
+    assert [rows[i]["cell_type"] for i in (3, 7, 9)] == ["T", "B", "NK"]
+    colours = objects.confidence_colormap(layer).map(np.array([3, 10]))
+    assert np.allclose(colours[0], [0.6, 0.6, 0.6, 1.0])  # no score: grey, not NaN
+    assert np.allclose(colours[1], objects.confidence_color(0.95))  # its own score

@@ -135,17 +135,15 @@ def test_delete_merge_split_from_the_panel_each_undo_in_one_step(widget_with_cel
     wait_for_mask(qtbot, session, points=1)
     mask = session.result.masks[session.candidate]
     part = mask & (original == 9)
-    if part.any() and not np.array_equal(part, original == 9):
-        print("split branch")
-        panel.split_button.click()
-        assert np.array_equal(layer.data == 13, part) and layer.data.dtype == np.uint8
-        assert np.array_equal(layer.data == 9, (original == 9) & ~part)
-        session.undo()
-        assert np.array_equal(layer.data, original)
-    else:  # the tiny model's mask missed or covered the object: the split says so
-        panel.split_button.click()
-        assert np.array_equal(layer.data, original)
-        assert "covers" in widget.status_label.text()
+    assert part.any() and not np.array_equal(part, original == 9)  # the tiny model's, seed 0
+    panel.split_button.click()
+    assert np.array_equal(layer.data == 13, part) and layer.data.dtype == np.uint8
+    assert np.array_equal(layer.data == 9, (original == 9) & ~part)
+    rows = {int(r["id"]): r for r in objects.object_rows(layer)}
+    assert rows[13]["edited"] is True and rows[9]["stain"] == "b"
+    session.undo()
+    assert np.array_equal(layer.data, original)
+    assert {int(r["id"]) for r in objects.object_rows(layer)} == {5, 9, 12}
 
 
 def test_bad_input_is_named_and_nothing_is_lost(widget_with_cellpose, qtbot):
@@ -238,3 +236,41 @@ def test_the_class_list_comes_back_in_the_next_session(make_napari_viewer, qtbot
     again = open_widget(viewer, qtbot, tiny_sam, add_image=False)
     panel = next(p for p in again.panels if type(p).__name__ == "ClassesPanel")
     assert panel.classes.names == ["mitochondrion"]
+
+
+def test_edit_the_plane_in_view_of_a_scaled_stack(make_napari_viewer, qtbot, tiny_sam):
+    """World clicks map through the layers' scale and translate; only the plane in view changes."""
+    viewer = make_napari_viewer(show=True)
+    transform = {"scale": (3.0, 0.5, 0.5), "translate": (0.0, 100.0, 20.0)}
+    stack = np.stack([sample_image()] * 3)
+    widget = open_widget(viewer, qtbot, tiny_sam, image=stack, **transform)
+    labels = np.stack([cellpose_like(np.uint16)] * 3)
+    layer = viewer.add_labels(labels.copy(), name="cellpose", **transform)
+    widget.points_button.click()
+    session = widget.session
+    viewer.dims.set_current_step(0, 1)
+    qtbot.waitUntil(
+        lambda: (
+            session.current_slice is not None
+            and session.current_slice.fixed == (1,)
+            and session.embedding is not None
+        ),
+        timeout=WAIT_MS,
+    )
+    centre_of_9 = (100 + 200 * 0.5, 20 + 350 * 0.5)  # world (row, col) of data (200, 350)
+
+    click(viewer, *centre_of_9, SHIFT)
+    edit = session.editing.edit
+    assert edit is not None and edit.object_id == 9 and edit.ref.fixed == (1,)
+    wait_for_mask(qtbot, session, points=0)
+    row = session.commit()
+    assert row["id"] == 9 and row["slice"] == "1" and layer.data.dtype == np.uint16
+    assert np.array_equal(layer.data[0], labels[0]) and np.array_equal(layer.data[2], labels[2])
+    for other in (5, 12):
+        assert np.array_equal(layer.data[1] == other, labels[1] == other)
+
+    click(viewer, 100 + 150 * 0.5, 20 + 450 * 0.5, SHIFT)  # object 12 (9 is the tiny model's)
+    assert session.editing.edit.object_id == 12
+    viewer.dims.set_current_step(0, 2)  # moving off the plane drops the edit, writes nothing
+    assert session.editing.edit is None
+    assert np.array_equal(layer.data[2], labels[2])

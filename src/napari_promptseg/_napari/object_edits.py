@@ -8,8 +8,8 @@ are in after an undo or redo; rows of objects an edit removed are set aside and 
 with their pixels.
 
 Layers from elsewhere (Cellpose, StarDist, a threshold) may carry a features table of their
-own: :func:`adopt_features` gives it the id and box columns the rows need and keeps every
-column it had.
+own: :func:`~.objects.adopt_features` gives it the id and box columns the rows need and keeps
+every column it had.
 """
 
 from __future__ import annotations
@@ -25,16 +25,13 @@ from ..core.editing import (
     delete_object,
     edited_row,
     merge_objects,
-    object_boxes,
     replace_object,
     split_object,
 )
 from ..core.labels import next_label_id
 from . import objects
-from .objects import CHANGES_KEY, MAX_CHANGES, RowChange
+from .objects import CHANGES_KEY, MAX_CHANGES, RowChange, adopt_features
 from .slices import SliceRef
-
-BOX_COLUMNS = ("bbox_row0", "bbox_col0", "bbox_row1", "bbox_col1")
 
 
 @dataclass(eq=False)
@@ -61,33 +58,6 @@ class EditChange(RowChange):
 def row_of(labels_layer, object_id: int) -> dict | None:
     """Object ``object_id``'s row in the layer's features, or None."""
     return next((r for r in objects.object_rows(labels_layer) if _id(r) == object_id), None)
-
-
-def adopt_features(labels_layer) -> None:
-    """Give a foreign features table what edits need, keeping all its columns.
-
-    An ``id`` column (from napari's ``index`` column, else the row number, which is how napari
-    reads a table without one) and the objects' boxes where a row has none, so undo finds
-    them quickly. A table without rows, or already ours, is left as it is.
-    """
-    table = labels_layer.features
-    if len(table) == 0 or ("id" in table and _has_boxes(table)):
-        return
-    records = table.to_dict(orient="records")
-    if "id" not in table:
-        ids = table["index"].tolist() if "index" in table else list(range(len(table)))
-        for record, object_id in zip(records, ids, strict=True):
-            record["id"] = int(object_id)
-    boxes = object_boxes(np.asarray(labels_layer.data))
-    rows = []
-    for record in records:
-        row = {k: v for k, v in record.items() if k != "index"}
-        if not _row_has_box(row):
-            box = boxes.get(_id(row), (0, 0, 0, 0))
-            row.update(zip(BOX_COLUMNS, box, strict=True))
-            row.setdefault("slice", "")
-        rows.append(row)
-    objects.set_rows(labels_layer, sorted(rows, key=_id))
 
 
 def replace_in_place(
@@ -180,7 +150,9 @@ def _apply(
         row = edited_row(previous, object_id, plane == object_id, slice_index=ref.fixed, **decoded)
         _record(labels_layer, previous, row, EditChange, probes, values, before)
         new_rows[object_id] = row
-    objects.reconcile(labels_layer)  # rows of objects the edit removed go aside
+    touched = {int(i) for i in np.unique(edit.before)} - {0}
+    if any(not (plane == i).any() for i in touched):
+        objects.reconcile(labels_layer)  # rows of objects the edit removed go aside
     return new_rows
 
 
@@ -203,17 +175,6 @@ def _check_dtype(labels_layer, edit: PlaneEdit) -> None:
                 f"id {int(edit.values.max())} does not fit the labels' dtype {dtype}; "
                 "convert the labels to a wider dtype (e.g. uint32)."
             )
-
-
-def _has_boxes(table) -> bool:
-    return all(c in table for c in BOX_COLUMNS) and not table[list(BOX_COLUMNS)].isna().any().any()
-
-
-def _row_has_box(row: dict) -> bool:
-    try:
-        return all(np.isfinite(float(row[c])) for c in BOX_COLUMNS)
-    except (KeyError, TypeError, ValueError):
-        return False
 
 
 def _id(row: dict) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..core.editing import object_boxes
 from ..core.labels import (
     OBJECT_COLUMNS,
     LabelsError,
@@ -30,6 +31,7 @@ from .slices import SliceRef
 ROWS_KEY = "promptseg_set_aside"  # layer.metadata key for rows of undone objects
 CHANGES_KEY = "promptseg_row_changes"  # layer.metadata key for RowChange records
 MAX_CHANGES = 100  # row changes remembered for undo/redo (oldest forgotten first)
+BOX_COLUMNS = ("bbox_row0", "bbox_col0", "bbox_row1", "bbox_col1")
 
 
 @dataclass(eq=False)
@@ -143,8 +145,47 @@ def object_rows(labels_layer) -> list[dict]:
 
 
 def append_rows(labels_layer, rows: list[dict]) -> None:
+    adopt_features(labels_layer)  # a foreign table keeps its rows and columns
     table = pd.DataFrame(object_rows(labels_layer) + list(rows))
     set_rows(labels_layer, table.to_dict(orient="records"))
+
+
+def adopt_features(labels_layer) -> None:
+    """Give a foreign features table what edits need, keeping all its columns.
+
+    An ``id`` column (from napari's ``index`` column, else the row number, which is how napari
+    reads a table without one) and the objects' boxes where a row has none, so undo finds
+    them quickly. A table without rows, or already ours, is left as it is.
+    """
+    table = labels_layer.features
+    if len(table) == 0 or ("id" in table and _has_boxes(table)):
+        return
+    records = table.to_dict(orient="records")
+    if "id" not in table:
+        ids = table["index"].tolist() if "index" in table else list(range(len(table)))
+        for record, object_id in zip(records, ids, strict=True):
+            record["id"] = int(object_id)
+    boxes = object_boxes(np.asarray(labels_layer.data))
+    rows = []
+    for record in records:
+        row = {k: v for k, v in record.items() if k != "index"}
+        if not _row_has_box(row):
+            box = boxes.get(int(row["id"]), (0, 0, 0, 0))
+            row.update(zip(BOX_COLUMNS, box, strict=True))
+            row.setdefault("slice", "")
+        rows.append(row)
+    set_rows(labels_layer, sorted(rows, key=lambda r: int(r["id"])))
+
+
+def _has_boxes(table) -> bool:
+    return all(c in table for c in BOX_COLUMNS) and not table[list(BOX_COLUMNS)].isna().any().any()
+
+
+def _row_has_box(row: dict) -> bool:
+    try:
+        return all(np.isfinite(float(row[c])) for c in BOX_COLUMNS)
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def set_rows(labels_layer, rows: list[dict]) -> None:
@@ -202,10 +243,12 @@ def reconcile(labels_layer) -> None:
     """Match the features rows to the objects present after an undo or redo."""
     rows = object_rows(labels_layer)
     aside = labels_layer.metadata.get(ROWS_KEY, [])
-    kept = [r for r in rows if object_present(labels_layer, r)]
-    gone = [r for r in rows if r not in kept]
-    back = [r for r in aside if object_present(labels_layer, r)]
-    still_aside = [r for r in aside if r not in back] + gone
+    present = [object_present(labels_layer, r) for r in rows]
+    kept = [r for r, here in zip(rows, present, strict=True) if here]
+    gone = [r for r, here in zip(rows, present, strict=True) if not here]
+    returned = [object_present(labels_layer, r) for r in aside]
+    back = [r for r, here in zip(aside, returned, strict=True) if here]
+    still_aside = [r for r, here in zip(aside, returned, strict=True) if not here] + gone
     if gone or back:
         set_rows(labels_layer, sorted(kept + back, key=lambda r: int(r["id"])))
     labels_layer.metadata[ROWS_KEY] = still_aside
@@ -246,7 +289,9 @@ def confidence_colormap(labels_layer):
 
     colors = {None: np.array([0.6, 0.6, 0.6, 1.0]), 0: np.array([0, 0, 0, 0.0])}
     for row in object_rows(labels_layer):
-        colors[int(row["id"])] = confidence_color(float(row["predicted_iou"]))
+        score = float(row["predicted_iou"])
+        if np.isfinite(score):  # a foreign object has no score: grey
+            colors[int(row["id"])] = confidence_color(score)
     return DirectLabelColormap(color_dict=colors)
 
 
@@ -259,6 +304,7 @@ def low_confidence(labels_layer, threshold: float) -> list[dict]:
 __all__ = [
     "LabelsError",
     "RowChange",
+    "adopt_features",
     "append_rows",
     "commit_mask",
     "confidence_colormap",

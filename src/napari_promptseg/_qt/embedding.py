@@ -15,12 +15,11 @@ from typing import Any
 from .._napari.slices import slice_rgb, spatial_shape
 from .._napari.state import SessionState, Target
 from ..core.sam.embedding import ImageEmbedding
-from ..core.workflows.tiling import Tile, TiledImage
+from ..core.workflows.tiling import TILE_ABOVE, Tile, TiledImage
 from .workers import WorkerSlot
 
-# Planes whose longest side exceeds this are embedded by tiles (SAM sees 1024 px at most:
-# beyond ~2x downscaling small objects vanish). See docs/tiling.md.
-TILE_ABOVE = 2048
+# Planes whose longest side exceeds TILE_ABOVE (2048) are embedded by tiles; the engine owns
+# the threshold so `promptseg embed` tiles the same planes (docs/tiling.md, docs/scale.md).
 
 
 class EmbeddingController:

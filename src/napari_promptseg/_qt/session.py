@@ -31,6 +31,7 @@ from .._napari.prompt_view import LayersPromptView, label_on_click
 from .._napari.slices import SliceRef, slice_in_view, spatial_shape
 from .._napari.state import SessionState, Target
 from ..core.errors import PromptSegError
+from ..core.models.loading import warm_up_building
 from ..core.sam.decode import DecodeResult
 from ..core.sam.embedding import EmbeddingCache, ImageEmbedding
 from ..core.sam.engine import PromptSegmenter
@@ -93,6 +94,7 @@ class SegmentationSession(QObject):
             owner=self,
         )
         self._model_slot = WorkerSlot(self)
+        warm_up_building()  # here, not in the loading worker: there it would freeze the GUI
         self._connected_prompt_layers: list = []
         self._on_click = label_on_click(self.state, self.decoding.decode_on_press)
         self._decoded.connect(self.decoding.on_decoded)

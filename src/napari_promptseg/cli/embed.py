@@ -4,6 +4,10 @@
     promptseg embed images/ --store /data/embeddings          # every file of a folder
     promptseg embed screen/ --store /shared/e.zarr --scheduler local:4   # on 4 worker processes
 
+A plane whose longest side is above 2048 px is embedded by 1024 px tiles, one task per
+tile, each tile its own store entry: the napari session embeds such planes by the same
+tiles, so it finds them all in the store.
+
 Without ``--contrast-limits`` images are converted with the contrast limits napari gives a
 new layer of the file (see ``core.batch.stack_contrast_limits``), so opening it in napari
 with default contrast finds every plane already embedded. Pass the contrast limits you
@@ -53,17 +57,19 @@ def register(commands) -> None:
 def run_embed(args) -> int:
     from ..core.workflows.distributed.scheduler import parse_scheduler
     from ..core.workflows.distributed.sources import ImageSource
-    from ..core.workflows.distributed.tasks import EmbedTask, embed_task
+    from ..core.workflows.distributed.tasks import EmbedTask, embed_task, embed_tasks
     from .scale import open_store, recipe_from_args, run_tasks
 
     parse_scheduler(args.scheduler)  # a bad --scheduler fails before anything else
     files = _input_files(args.path)
     settings = _conversion(args)
+    planes_of_image = None
     if (len(files) == 1 and not args.path.is_dir()) or _is_zarr(args.path):
-        # one image (or stack): a bad file fails before the model loads; split by plane
+        # one image (or stack): a bad file fails before the model loads; split by plane,
+        # and a plane too large for one embedding by tile (as the napari session embeds it)
         source = ImageSource.create(files[0], **settings).resolved()
-        planes = source.planes()
-        tasks = [EmbedTask(source, (label,)) for label in planes.labels]
+        planes_of_image = len(source.planes().labels)
+        tasks = embed_tasks(source)
     else:
         tasks = [
             EmbedTask(ImageSource.create(path, **settings), skip_unreadable=True) for path in files
@@ -83,8 +89,10 @@ def run_embed(args) -> int:
             continue
         computed += outcome.computed
         reused += outcome.reused
+        planes = planes_of_image if planes_of_image is not None else outcome.planes
+        tiles = f" ({outcome.tiles} tiles)" if outcome.tiles else ""
         print(
-            f"{outcome.name}: {outcome.total} plane(s), {outcome.computed} computed, "
+            f"{outcome.name}: {planes} plane(s){tiles}, {outcome.computed} computed, "
             f"{outcome.reused} already stored"
         )
     print(
@@ -113,6 +121,8 @@ def _per_file(outcomes):
             before.computed + outcome.computed,
             before.reused + outcome.reused,
             before.total + outcome.total,
+            planes=before.planes + outcome.planes,
+            tiles=before.tiles + outcome.tiles,
         )
     return list(merged.values())
 

@@ -84,10 +84,12 @@ def params_from_args(args):
 
 
 def run_everything(args) -> int:
-    from ..core.storage.ome_zarr import LABEL_OUTPUT_SUFFIXES, write_label_output
+    from ..core.storage.label_output import open_label_output
+    from ..core.storage.ome_zarr import LABEL_OUTPUT_SUFFIXES
+    from ..core.workflows.distributed.assemble import EverythingAssembly
     from ..core.workflows.distributed.scheduler import parse_scheduler
     from ..core.workflows.distributed.sources import ImageSource
-    from ..core.workflows.distributed.tasks import EverythingTask, everything_task, stack_objects
+    from ..core.workflows.distributed.tasks import EverythingTask, everything_task
     from .embed import _conversion
     from .scale import open_store, recipe_from_args, run_tasks
 
@@ -101,18 +103,29 @@ def run_everything(args) -> int:
     store = open_store(args.store)
     recipe = recipe_from_args(args, store=store)
     started = time.perf_counter()
-    if not spec.distributed and len(tasks) == 1:
-        # one 2D image here: the same task, with progress per batch of points
-        results = [_everything_here(args, recipe, tasks[0])]
-    else:
-        results = run_tasks(args, everything_task, tasks, recipe, label="segment everything")
-    labels, rows = stack_objects(results, _planes_shape(planes), planes.plane_shape)
+    # each plane is written to the output as it arrives (OME-Zarr: straight to disk)
+    with open_label_output(
+        output, _planes_shape(planes), planes.plane_shape, axes=_axes_of(source)
+    ) as labels:
+        assembly = EverythingAssembly(labels)
+        if not spec.distributed and len(tasks) == 1:
+            # one 2D image here: the same task, with progress per batch of points
+            assembly.add(_everything_here(args, recipe, tasks[0]))
+        else:
+            run_tasks(
+                args,
+                everything_task,
+                tasks,
+                recipe,
+                label="segment everything",
+                on_result=lambda _task, result: assembly.add(result),
+            )
+        written, table, rows = assembly.finish()
     print(
-        f"segment everything: {sum(r.masks for r in results)} masks, {len(rows)} objects in "
+        f"segment everything: {assembly.masks} masks, {len(rows)} objects in "
         f"{time.perf_counter() - started:.1f} s",
         file=sys.stderr,
     )
-    written, table = write_label_output(output, labels, rows, axes=_axes_of(source))
     print(f"wrote {written} ({len(rows)} objects) and {table}")
     return 0
 

@@ -79,16 +79,23 @@ def run_tasks(
     recipe: Any,
     *,
     label: str,
+    on_result: Callable[[Any, Any], None] | None = None,
 ) -> list[Any]:
     """Run ``tasks`` where ``--scheduler`` says, with a tasks done/total bar on stderr.
 
     In this process the model is loaded first (its time printed as before). On Dask, a
     local cluster is started and shut down here; Ctrl-C cancels the tasks not finished,
     closes the cluster and writes nothing more.
+
+    Returns the results in task order; with ``on_result``, each ``(task, result)`` is
+    handed to it as soon as it arrives instead (in any order), nothing is kept, and the
+    list returned is empty.
     """
+    import contextlib
+
     from tqdm import tqdm
 
-    from ..core.workflows.distributed.runner import run_items
+    from ..core.workflows.distributed.runner import iter_items
     from ..core.workflows.distributed.scheduler import open_client, parse_scheduler
 
     spec = parse_scheduler(getattr(args, "scheduler", None))
@@ -106,22 +113,22 @@ def run_tasks(
             f"model {segmenter.name} loaded in {time.perf_counter() - started:.1f} s",
             file=sys.stderr,
         )
+    results: list[Any] = [None] * len(tasks) if on_result is None else []
     with open_client(spec) as client:
         if client is not None:
             print(f"running {len(tasks)} task(s) on {spec.describe()}", file=sys.stderr)
-        with tqdm(total=len(tasks), desc=label, unit="task", file=sys.stderr, leave=False) as bar:
-
-            def progress(done: int, total: int) -> None:
-                bar.update(done - bar.n)
-
-            return run_items(
-                function,
-                tasks,
-                recipe=recipe,
-                client=client,
-                progress=progress,
-                segmenter=segmenter,
-            )
+        finished = iter_items(function, tasks, recipe=recipe, client=client, segmenter=segmenter)
+        with (
+            tqdm(total=len(tasks), desc=label, unit="task", file=sys.stderr, leave=False) as bar,
+            contextlib.closing(finished),
+        ):
+            for index, result in finished:
+                if on_result is None:
+                    results[index] = result
+                else:
+                    on_result(tasks[index], result)
+                bar.update(1)
+    return results
 
 
 def _check_folder_writable(root: Path) -> None:

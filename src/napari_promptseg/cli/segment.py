@@ -18,8 +18,9 @@ def register(commands) -> None:
             "positive/negative, default 1). Boxes CSV: object,row0,col0,row1,col1. Coordinates "
             "are (row, col) pixels as napari shows them. For a stack, add a column per leading "
             "axis (z, or t,z): each object is segmented on every plane it has prompts on, under "
-            "one id, with one table row per object and plane. Writes LABELS.tif and "
-            "LABELS_objects.csv."
+            "one id, with one table row per object and plane. A plane whose longest side is "
+            "above 2048 px is segmented by 1024 px tiles, as in napari. Writes LABELS.tif (or "
+            "LABELS.ome.zarr) and LABELS_objects.csv."
         ),
     )
     segment.add_argument(
@@ -60,13 +61,14 @@ def run_segment(args) -> int:
 
     from ..core import Prompts
     from ..core.errors import PromptError
-    from ..core.labels import smallest_dtype_for
     from ..core.sam.prompts import to_sam_prompts
-    from ..core.storage.ome_zarr import LABEL_OUTPUT_SUFFIXES, write_label_output
+    from ..core.storage.label_output import open_label_output
+    from ..core.storage.ome_zarr import LABEL_OUTPUT_SUFFIXES
     from ..core.storage.readers import read_prompt_tables
+    from ..core.workflows.distributed.assemble import PromptedObject, SegmentAssembly
     from ..core.workflows.distributed.scheduler import parse_scheduler
     from ..core.workflows.distributed.sources import ImageSource
-    from ..core.workflows.distributed.tasks import PromptTask, paint_objects, prompt_task
+    from ..core.workflows.distributed.tasks import prompt_task, prompt_tasks
     from .embed import _conversion
     from .scale import open_store, recipe_from_args, run_tasks
 
@@ -92,39 +94,35 @@ def run_segment(args) -> int:
         prompts.append(prompt)
     names = list(dict.fromkeys(obj.name for obj in objects))
     ids = dict(zip(names, object_ids(names), strict=True))
+    prompted = [
+        PromptedObject(tuple(obj.plane), obj.name, ids[obj.name], prompt)
+        for obj, prompt in zip(objects, prompts, strict=True)
+    ]
 
     multimask = {"auto": None, "on": True, "off": False}[args.multimask]
-    # one task per plane: it is embedded once (or read from --store) and its objects decoded
-    by_plane: dict[tuple[int, ...], list[tuple[int, Prompts]]] = {}
-    for index, (obj, prompt) in enumerate(zip(objects, prompts, strict=True)):
-        by_plane.setdefault(obj.plane, []).append((index, prompt))
-    tasks = [
-        PromptTask(source, plane, tuple(items), multimask) for plane, items in by_plane.items()
-    ]
+    # one task per plane: it is embedded once (or read from --store) and its objects decoded;
+    # on a plane too large for one embedding, one task per tile the objects are routed to
+    tasks = prompt_tasks(
+        source,
+        planes.plane_shape,
+        [(obj.plane, index, obj.prompts) for index, obj in enumerate(prompted)],
+        multimask,
+    )
     recipe = recipe_from_args(args, store=open_store(args.store))
-    found = {m.index: m for masks in run_tasks(args, prompt_task, tasks, recipe, label="planes")
-             for m in masks}  # fmt: skip
-    model = _model_name(recipe)
-    labels = np.zeros((*n_planes, *planes.plane_shape), smallest_dtype_for(max(ids.values())))
-    rows = []
-    for index, (obj, prompt) in enumerate(zip(objects, prompts, strict=True)):
-        row = paint_objects(
-            labels,
-            obj.plane,
-            found[index],
-            ids[obj.name],
-            overwrite=args.overwrite,
-            prompts=prompt,
-            model=model,
+    with open_label_output(
+        output, n_planes, planes.plane_shape, axes=_ome_axes(args.image), max_id=max(ids.values())
+    ) as labels:
+        assembly = SegmentAssembly(
+            labels, prompted, tasks, overwrite=args.overwrite, model=_model_name(recipe)
         )
-        row["object"] = obj.name
-        rows.append(row)
+        run_tasks(args, prompt_task, tasks, recipe, label="planes", on_result=assembly.add)
+        written, table, rows = assembly.finish()
+    for obj, row in zip(prompted, rows, strict=True):
         where_text = f" on plane {obj.plane}" if obj.plane else ""
         print(
             f"object {obj.name}{where_text}: id {row['id']}, predicted IoU "
             f"{row['predicted_iou']:.3f}, stability {row['stability']:.3f}, area {row['area']} px"
         )
-    written, table = write_label_output(output, labels, rows, axes=_ome_axes(args.image))
     print(f"wrote {written} and {table}")
     return 0
 

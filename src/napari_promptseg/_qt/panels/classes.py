@@ -214,8 +214,10 @@ class ClassesPanel(QWidget):
 
     def _save(self) -> None:
         layer_classes.store_in_layer(self.session.labels_layer, self.classes)
+        path = layer_classes.class_file()
         try:
-            save_class_list(layer_classes.class_file(), self.classes)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_class_list(path, self.classes)
         except (ClassListError, OSError) as error:
             self.session.report(f"cannot keep the class list for the next session: {error}")
 

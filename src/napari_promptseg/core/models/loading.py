@@ -173,6 +173,20 @@ def wrap_model(
     )
 
 
+def warm_up_building() -> None:
+    """Run torch's one-time set-up of building on the "meta" device now, on this thread.
+
+    The first meta-device build in a process pays for lazy initialisation inside torch that
+    holds the GIL: about 0.06 s on the thread that runs it first, but 0.7 s during which every
+    other thread waits when it happens in a background thread (measured on 2 cores) — a GUI
+    freeze while a model loads. The napari session calls this once on the GUI thread.
+    """
+    from .tiny import build_tiny_sam
+
+    with torch.device("meta"):
+        build_tiny_sam()
+
+
 def _build(model_type: str, state: Mapping[str, torch.Tensor], path: Path) -> Any:
     """An empty ``model_type`` model with ``state`` loaded; ``ModelError`` if it does not fit."""
     builder = BUILDERS[model_type]

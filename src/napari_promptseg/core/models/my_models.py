@@ -1,4 +1,4 @@
-""""My models": the user's finetuned checkpoints, listed beside the registry's models.
+""" "My models": the user's finetuned checkpoints, listed beside the registry's models.
 
 Each finetuned model is two files in :func:`my_models_dir` (``NAPARI_PROMPTSEG_MY_MODELS``,
 else ``~/.local/share/napari-promptseg/models`` on Linux):

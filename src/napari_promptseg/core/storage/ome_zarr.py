@@ -212,6 +212,43 @@ def write_labels_ome_zarr(
     """
     import zarr
 
+    path = check_label_target(path)
+    data = label_image_for_export(labels)
+    if data.ndim < 2:
+        raise ExportError(f"a label image needs at least 2 dimensions; got {data.shape}.")
+    names = labels_axes(data.ndim, axes)
+    table = Path(objects_path) if objects_path is not None else ome_objects_csv_path(path)
+    staged = staging_path(path)
+    try:
+        group = zarr.open_group(store=str(staged), mode="w-", zarr_format=3)
+        array = group.create_array(
+            "0",
+            shape=data.shape,
+            dtype=data.dtype,
+            chunks=label_chunks(data.shape),
+            dimension_names=names,
+        )
+        array[...] = data
+        group.attrs.update({"ome": ngff_label_metadata(names, name or path.name)})
+    except OSError as error:
+        shutil.rmtree(staged, ignore_errors=True)
+        detail = error.strerror or str(error).split(": ", 1)[-1]
+        raise ExportError(f"cannot write {path}: {detail}.") from error
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    publish_label_image(staged, path, None if rows is None else list(rows), table)
+    return path, (table if rows is not None else None)
+
+
+def check_label_target(path: str | os.PathLike) -> Path:
+    """``path`` checked as the target of an OME-Zarr label image (before any work).
+
+    Raises
+    ------
+    ExportError
+        Not a ``.zarr`` name, its folder is missing, or a file has that name.
+    """
     path = Path(path)
     if path.suffix.lower() not in ZARR_SUFFIXES:
         raise ExportError(f"OME-Zarr label images must end in .zarr (e.g. .ome.zarr); got {path}.")
@@ -220,22 +257,38 @@ def write_labels_ome_zarr(
         raise ExportError(f"cannot write {path}: the folder {folder} does not exist.")
     if path.exists() and not path.is_dir():
         raise ExportError(f"cannot write {path}: a file of that name exists.")
-    data = label_image_for_export(labels)
-    if data.ndim < 2:
-        raise ExportError(f"a label image needs at least 2 dimensions; got {data.shape}.")
-    names = labels_axes(data.ndim, axes)
-    table = Path(objects_path) if objects_path is not None else ome_objects_csv_path(path)
-    staged = folder / f".{path.name}.{uuid.uuid4().hex}.part"
+    return path
+
+
+def staging_path(path: Path) -> Path:
+    """A hidden, unique folder beside ``path`` where its new version is written first."""
+    folder = path.parent if str(path.parent) else Path(".")
+    return folder / f".{path.name}.{uuid.uuid4().hex}.part"
+
+
+def label_chunks(shape: Sequence[int]) -> tuple[int, ...]:
+    """One chunk per plane, tiles of at most 1024 px: planes are written independently."""
+    return (1,) * (len(shape) - 2) + tuple(min(int(s), 1024) for s in shape[-2:])
+
+
+def publish_label_image(
+    staged: Path, path: Path, rows: list[Mapping[str, Any]] | None, table: Path
+) -> None:
+    """Put the complete label image ``staged`` in place of ``path``, with its objects table.
+
+    The table is written first beside its target; then the old image (if any) is moved
+    aside, the new one renamed into place, and the table renamed over the old table. On
+    failure the old image and table stay; ``staged`` is removed either way.
+
+    Raises
+    ------
+    ExportError
+        Writing or renaming failed (naming ``path`` and why).
+    """
+    folder = path.parent if str(path.parent) else Path(".")
     staged_table = folder / f".{table.name}.{uuid.uuid4().hex}.part"
     aside = folder / f".{path.name}.{uuid.uuid4().hex}.old"
     try:
-        group = zarr.open_group(store=str(staged), mode="w-", zarr_format=3)
-        chunks = (1,) * (data.ndim - 2) + tuple(min(s, 1024) for s in data.shape[-2:])
-        array = group.create_array(
-            "0", shape=data.shape, dtype=data.dtype, chunks=chunks, dimension_names=names
-        )
-        array[...] = data
-        group.attrs.update({"ome": ngff_label_metadata(names, name or path.name)})
         if rows is not None:
             write_objects_csv(staged_table, rows)
         if path.exists():
@@ -254,7 +307,6 @@ def write_labels_ome_zarr(
         shutil.rmtree(aside, ignore_errors=True)
         with contextlib.suppress(OSError):
             staged_table.unlink()
-    return path, (table if rows is not None else None)
 
 
 def ngff_label_metadata(axes: Sequence[str], name: str) -> dict[str, Any]:

@@ -91,9 +91,16 @@ class StackPlanes(Sequence[tuple[PlaneLabel, np.ndarray]]):
         for label in self.labels:
             yield label, self.rgb(label)
 
-    def rgb(self, label: PlaneLabel) -> np.ndarray:
-        """Plane ``label`` as (H, W, 3) uint8."""
-        plane = np.asarray(self._array[label])
+    def rgb(self, label: PlaneLabel, region: tuple[slice, slice] | None = None) -> np.ndarray:
+        """Plane ``label`` as (H, W, 3) uint8, or only its ``region`` ((rows, cols) slices).
+
+        A region is read alone (a lazy zarr plane's other chunks are not read) and equals
+        the same region of the whole converted plane: with the stack's contrast limits set
+        (:func:`planes_of` always sets them but for uint8 and bool data, which are not
+        scaled) the conversion is pixel by pixel.
+        """
+        index: tuple[Any, ...] = label if region is None else (*label, *region)
+        plane = np.asarray(self._array[index])
         try:
             return to_rgb_uint8(
                 plane,

@@ -7,8 +7,10 @@
 ``function(segmenter, item)`` must be a module-level function (workers import it by name)
 and ``item`` picklable. Without a client the items run here, in order, on the engine this
 process keeps for the recipe; with one, each item is a Dask task on a worker that loaded
-the model once (:class:`.plugin.SegmenterPlugin`). Either way the results come back in the
-items' order, so callers assemble them identically.
+the model once (:class:`.plugin.SegmenterPlugin`). :func:`run_items` gives the results in
+the items' order, so callers assemble them identically; :func:`iter_items` gives each
+``(index, result)`` as soon as it is ready (callers that write outputs piece by piece, so
+the client never holds all the results at once).
 
 Faults: a worker that dies mid-task (killed, out of memory) has its tasks re-run on another
 worker by Dask; a task that fails raises its error here after the other tasks are
@@ -18,7 +20,7 @@ cancelled; Ctrl-C (``KeyboardInterrupt``) cancels every task not finished and re
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 from ...errors import PromptSegError
@@ -64,15 +66,37 @@ def run_items(
         After cancelling the tasks not finished.
     """
     total = len(items)
-    if client is None:
-        engine = segmenter if segmenter is not None else segmenter_for(recipe)
-        results = []
-        for done, item in enumerate(items, start=1):
-            results.append(run_item(item, function=function, engine=engine))
+    results: list[Any] = [None] * total
+    finished = iter_items(function, items, recipe=recipe, client=client, segmenter=segmenter)
+    with contextlib.closing(finished):
+        for done, (index, result) in enumerate(finished, start=1):
+            results[index] = result
             if progress is not None:
                 progress(done, total)
-        return results
-    return _run_on_cluster(function, items, recipe, client, progress)
+    return results
+
+
+def iter_items(
+    function: Callable[[PromptSegmenter, Item], Result],
+    items: Sequence[Item],
+    *,
+    recipe: ModelRecipe,
+    client: Any | None = None,
+    segmenter: PromptSegmenter | None = None,
+) -> Generator[tuple[int, Result], None, None]:
+    """``(index, function(segmenter, items[index]))`` for every item, as each finishes.
+
+    In this process the items run in order; on a cluster they come in the order they
+    finish. Parameters and errors as :func:`run_items`; closing the generator early
+    (``contextlib.closing``, or an error in the loop that consumes it) cancels the tasks
+    not finished.
+    """
+    if client is None:
+        engine = segmenter if segmenter is not None else segmenter_for(recipe)
+        for index, item in enumerate(items):
+            yield index, run_item(item, function=function, engine=engine)
+        return
+    yield from _iter_on_cluster(function, items, recipe, client)
 
 
 def run_item(
@@ -95,13 +119,12 @@ def run_item(
         return function(engine, item)
 
 
-def _run_on_cluster(
+def _iter_on_cluster(
     function: Callable[[PromptSegmenter, Item], Result],
     items: Sequence[Item],
     recipe: ModelRecipe,
     client: Any,
-    progress: Progress | None,
-) -> list[Result]:
+) -> Generator[tuple[int, Result], None, None]:
     from distributed import as_completed
 
     from .plugin import SegmenterPlugin
@@ -111,7 +134,6 @@ def _run_on_cluster(
     except ImportError:  # pragma: no cover - older distributed
         from distributed import KilledWorker
 
-    total = len(items)
     plugin = SegmenterPlugin(recipe)
     try:
         client.register_plugin(plugin)  # every worker loads the model now, once
@@ -125,19 +147,19 @@ def _run_on_cluster(
         run_item, list(items), function=function, recipe=recipe, pure=False, retries=0
     )
     where = {future.key: index for index, future in enumerate(futures)}
-    results: list[Any] = [None] * total
+    pending = {future.key: future for future in futures}
     try:
-        for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
-            results[where[future.key]] = future.result()
-            if progress is not None:
-                progress(done, total)
+        for future in as_completed(futures, loop=client.loop):
+            result = future.result()
+            del pending[future.key]
+            future.release()  # the worker may drop its copy: the result is the caller's now
+            yield where[future.key], result
     except KilledWorker as error:
-        client.cancel(futures, force=True)
+        client.cancel(list(pending.values()), force=True)
         raise WorkerLost(
             f"a task's worker died each time it ran it ({error}); the workers may be out of "
             "memory: give them more, or use fewer workers per machine."
         ) from None
-    except BaseException:
-        client.cancel(futures, force=True)
+    except BaseException:  # an error, Ctrl-C, or the consumer closing the generator
+        client.cancel(list(pending.values()), force=True)
         raise
-    return results

@@ -114,6 +114,7 @@ def open_client(spec: SchedulerSpec, *, timeout: float = CONNECT_TIMEOUT_S) -> I
             processes=True,
             dashboard_address=":0",  # any free port: no clash with another cluster here
             silence_logs=logging.CRITICAL,  # the command reports errors itself, once
+            preload=[f"{__package__}.quiet"],  # Ctrl-C: the command stops the workers
         )
         try:
             with Client(cluster, set_as_default=False) as client:

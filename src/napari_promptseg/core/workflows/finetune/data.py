@@ -136,7 +136,7 @@ def planes_from_stack(
         raise TrainingDataError(
             f"{source}: the labels hold {labels.dtype} values, not integer object ids."
         )
-    if contrast_limits is None and labels.ndim > 2 and not image.dtype == np.uint8:
+    if contrast_limits is None and labels.ndim > 2 and image.dtype != np.uint8:
         # one contrast for the whole stack, as napari shows it
         finite = image[np.isfinite(image)] if image.dtype.kind == "f" else image
         if finite.size:
@@ -146,7 +146,9 @@ def planes_from_stack(
         if not labels[index].any():
             continue
         name = f"{source} plane {index}" if index else source
-        planes.append(make_plane(image[index], labels[index], name, contrast_limits=contrast_limits))
+        planes.append(
+            make_plane(image[index], labels[index], name, contrast_limits=contrast_limits)
+        )
     return planes
 
 
@@ -263,7 +265,9 @@ def split_planes(
         held = frozenset(int(i) for i in rng.choice(ids, size=n_val, replace=False))
         if held:
             val.append(TrainingPlane(plane.rgb, plane.labels, plane.source, holdout=held))
-        kept = np.where(np.isin(plane.labels, list(held)), 0, plane.labels) if held else plane.labels
+        kept = (
+            np.where(np.isin(plane.labels, list(held)), 0, plane.labels) if held else plane.labels
+        )
         train.append(TrainingPlane(plane.rgb, kept, plane.source))
     return train, val
 

@@ -2,11 +2,12 @@
 
 The engine's decoder (:mod:`..sam.decode`) runs under ``torch.inference_mode`` and caches
 image-only work, both wrong while weights change. Training runs segment_anything's own
-``PromptEncoder`` and ``MaskDecoder`` modules instead, batched over the objects of a plane
-(the decoder repeats the image embedding for each prompt set).
+``PromptEncoder`` and ``MaskDecoder`` modules instead, for the objects of several planes in
+one batch: :func:`decode_batch` is ``MaskDecoder.predict_masks`` with each prompt set's
+image embedding picked from its plane (upstream repeats one image's embedding).
 
 :func:`interactive_loss` is one training example per object, as in the SAM paper: a first
-prompt (a point or a noisy box), then ``corrections`` rounds, each adding a click in the
+prompt (a point, or a noisy box), then ``corrections`` rounds, each adding a click in the
 error region of the previous mask and giving that mask's logits as the mask input. The
 loss of every round counts; gradients do not flow from one round into the next (the
 previous mask and the clicks are inputs, as they are for a user).
@@ -15,6 +16,7 @@ previous mask and the clicks are inputs, as they are for a user).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,11 +24,11 @@ import torch
 
 from ...sam.embedding import resize_for_sam
 from .losses import sam_loss
-from .targets import PlaneTargets, correction_clicks, sample_boxes, sample_points
+from .targets import PAD_LABEL, PlaneTargets, correction_clicks, padded, sample_boxes, sample_points
 
 
 def encode_planes(sam: Any, rgbs: Sequence[np.ndarray]) -> torch.Tensor:
-    """(B, C, 64, 64) image embeddings of (H, W, 3) uint8 planes, with gradients.
+    """(P, C, 64, 64) image embeddings of (H, W, 3) uint8 planes, with gradients.
 
     Each plane is resized and normalised exactly as ``SamPredictor.set_image`` does.
     """
@@ -34,77 +36,109 @@ def encode_planes(sam: Any, rgbs: Sequence[np.ndarray]) -> torch.Tensor:
     return sam.image_encoder(batch)
 
 
-def decode(
+def decode_batch(
     sam: Any,
     features: torch.Tensor,
-    *,
-    coords: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-    boxes: torch.Tensor | None = None,
-    mask_input: torch.Tensor | None = None,
-    multimask: bool = False,
+    plane_of: torch.Tensor,
+    sparse: torch.Tensor,
+    dense: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masks for B prompt sets on one image.
+    """All four masks for B prompt sets on P planes: ``MaskDecoder.predict_masks``, batched.
 
     Parameters
     ----------
     features
-        (1, C, 64, 64) embedding of the image.
-    coords, labels
-        (B, N, 2) input-frame (x, y) and (B, N) point labels (1, 0, or -1 for no point).
-    boxes
-        (B, 4) input-frame (x0, y0, x1, y1).
-    mask_input
-        (B, 1, 256, 256) logits of a previous mask.
+        (P, C, 64, 64) plane embeddings.
+    plane_of
+        (B,) the plane of each prompt set.
+    sparse, dense
+        The prompt encoder's (B, N, C) and (B, C, 64, 64) embeddings.
 
     Returns
     -------
     (logits, iou)
-        (B, K, 256, 256) low-resolution mask logits and (B, K) predicted IoU; K = 3 with
-        ``multimask``, else 1 (the same candidates as ``SamPredictor.predict``).
+        (B, 4, 256, 256) logits and (B, 4) predicted IoU of all mask tokens; token 0 is
+        ``multimask_output=False``'s mask, tokens 1-3 the three candidates.
     """
-    device = features.device
-    points = None
-    if coords is not None and labels is not None:
-        points = (coords.to(device), labels.to(device))
-    sparse, dense = sam.prompt_encoder(
-        points=points,
-        boxes=None if boxes is None else boxes.to(device),
-        masks=None if mask_input is None else mask_input.to(device),
+    decoder = sam.mask_decoder
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    output_tokens = output_tokens.unsqueeze(0).expand(sparse.size(0), -1, -1)
+    tokens = torch.cat((output_tokens, sparse), dim=1)
+    src = features[plane_of] + dense
+    pos_src = sam.prompt_encoder.get_dense_pe().expand(src.shape[0], -1, -1, -1)
+    b, c, h, w = src.shape
+    hs, src = decoder.transformer(src, pos_src, tokens)
+    iou_token_out = hs[:, 0, :]
+    mask_tokens_out = hs[:, 1 : (1 + decoder.num_mask_tokens), :]
+    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    hyper_in = torch.stack(
+        [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
+        dim=1,
     )
-    return sam.mask_decoder(
-        image_embeddings=features,
-        image_pe=sam.prompt_encoder.get_dense_pe(),
-        sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=dense,
-        multimask_output=multimask,
+    b, c, h, w = upscaled.shape
+    masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+    return masks, decoder.iou_prediction_head(iou_token_out)
+
+
+@dataclass(eq=False)
+class ObjectBatch:
+    """Objects of several planes, prompted together.
+
+    Attributes
+    ----------
+    plane_of
+        (B,) index of each object's plane in the features.
+    truth, valid
+        (B, G, G) 0/1: each object on the whole mask grid, and its plane's part of it.
+    stride
+        Input pixels per grid cell.
+    """
+
+    plane_of: torch.Tensor
+    truth: torch.Tensor
+    valid: torch.Tensor
+    stride: float
+
+    def __len__(self) -> int:
+        return len(self.plane_of)
+
+
+def object_batch(
+    targets: Sequence[PlaneTargets], chosen: Sequence[torch.Tensor], grid: int
+) -> ObjectBatch:
+    """Objects ``chosen[i]`` (indices) of ``targets[i]``, plane by plane."""
+    parts = [padded(t, c, grid) for t, c in zip(targets, chosen, strict=True)]
+    plane_of = torch.cat([torch.full((len(c),), i) for i, c in enumerate(chosen)])
+    return ObjectBatch(
+        plane_of=plane_of,
+        truth=torch.cat([p[0] for p in parts]),
+        valid=torch.cat([p[1] for p in parts]),
+        stride=targets[0].stride,
     )
 
 
 def interactive_loss(
     sam: Any,
     features: torch.Tensor,
-    targets: PlaneTargets,
-    chosen: torch.Tensor,
+    batch: ObjectBatch,
     *,
     corrections: int,
     box_probability: float,
     generator: torch.Generator,
+    focal_weight: float = 20.0,
 ) -> tuple[torch.Tensor, float]:
-    """Mean loss over the rounds of prompting the objects ``chosen`` of one plane.
+    """Mean loss over the rounds of prompting every object of ``batch``.
 
     Parameters
     ----------
     features
-        (1, C, 64, 64) embedding of the plane (with or without gradients).
-    targets
-        The plane's objects on the mask grid.
-    chosen
-        (B,) indices into ``targets`` of the objects to prompt.
+        (P, C, 64, 64) embeddings of the batch's planes (with or without gradients).
     corrections
         Correcting clicks after the first prompt.
     box_probability
-        Chance that the first prompt is a box rather than a point (one draw per call).
+        Chance that an object's first prompt is a box rather than a point.
+    focal_weight
+        See :func:`.losses.sam_loss`.
 
     Returns
     -------
@@ -112,43 +146,94 @@ def interactive_loss(
         The scalar loss, and the mean IoU (on the mask grid) of the first round's trained
         mask, a cheap figure for progress reports.
     """
-    truth = targets.masks[chosen].to(features.device)
-    grid_h, grid_w = targets.grid_size
-    stride = targets.stride
-    batch = len(chosen)
-    coords = labels = boxes = mask_input = None
-    use_box = bool(torch.rand((), generator=generator) < box_probability)
-    if use_box:
-        boxes = sample_boxes(truth.cpu(), stride, generator)
-    else:
-        points, _ = sample_points(truth.cpu(), stride, generator)
-        coords, labels = points[:, None, :], torch.ones((batch, 1), dtype=torch.int)
+    device = features.device
+    size = len(batch)
+    truth, valid, stride = batch.truth, batch.valid, batch.stride
+    is_box = torch.rand(size, generator=generator) < box_probability
+    points, _ = sample_points(truth, stride, generator)
+    boxes = sample_boxes(truth, stride, generator)
+    plane_of = batch.plane_of.to(device)
+    truth_d, valid_d = truth.to(device), valid.to(device)
+    # point starts: [point, pad] (the prompt encoder pads points without a box);
+    # box starts: [corner, corner]. Both are two tokens, and stay equal in length as
+    # every round adds one click to each object.
+    clicks = torch.zeros((size, 0, 2))
+    click_labels = torch.zeros((size, 0), dtype=torch.int)
+    mask_input = None
     losses = []
     first_iou = 0.0
     for round_index in range(corrections + 1):
-        logits, iou = decode(
-            sam,
-            features,
-            coords=coords,
-            labels=labels,
-            boxes=boxes,
-            mask_input=mask_input,
-            multimask=round_index == 0 and not use_box,  # a lone point is ambiguous
+        sparse, dense = _encode_prompts(
+            sam, is_box, points, boxes, clicks, click_labels, mask_input, device
         )
-        loss, best = sam_loss(logits[..., :grid_h, :grid_w], iou, truth)
+        logits, iou = decode_batch(sam, features, plane_of, sparse, dense)
+        allowed = torch.zeros((size, 4), dtype=torch.bool, device=device)
+        multimask = (~is_box).to(device) if round_index == 0 else torch.zeros_like(allowed[:, 0])
+        allowed[:, 0] = ~multimask
+        allowed[:, 1:] = multimask[:, None]
+        loss, best = sam_loss(logits, iou, truth_d, valid_d, allowed, focal_weight=focal_weight)
         losses.append(loss)
-        trained = logits.detach()[torch.arange(batch), best]  # (B, 256, 256)
+        trained = logits.detach()[torch.arange(size, device=device), best]  # (B, G, G)
+        predicted = (trained > 0).cpu()
         if round_index == 0:
-            predicted = trained[:, :grid_h, :grid_w] > 0
-            hits = (predicted & (truth > 0.5)).sum((1, 2)).float()
-            union = (predicted | (truth > 0.5)).sum((1, 2)).float().clamp(min=1)
-            first_iou = float((hits / union).mean())
+            hits = (predicted & (truth > 0.5) & (valid > 0.5)).sum((1, 2)).float()
+            union = ((predicted & (valid > 0.5)) | (truth > 0.5)).sum((1, 2)).float()
+            first_iou = float((hits / union.clamp(min=1)).mean())
         if round_index == corrections:
             break
-        predicted = (trained[:, :grid_h, :grid_w] > 0).cpu()
-        click, click_label = correction_clicks(predicted, truth.cpu() > 0.5, stride, generator)
-        click, click_label = click[:, None, :], click_label[:, None].int()
-        coords = click if coords is None else torch.cat([coords, click], dim=1)
-        labels = click_label if labels is None else torch.cat([labels, click_label], dim=1)
+        click, label = correction_clicks(predicted, truth > 0.5, valid > 0.5, stride, generator)
+        clicks = torch.cat([clicks, click[:, None, :]], dim=1)
+        click_labels = torch.cat([click_labels, label[:, None].int()], dim=1)
         mask_input = trained[:, None]
     return torch.stack(losses).mean(), first_iou
+
+
+def _encode_prompts(
+    sam: Any,
+    is_box: torch.Tensor,
+    points: torch.Tensor,
+    boxes: torch.Tensor,
+    clicks: torch.Tensor,
+    click_labels: torch.Tensor,
+    mask_input: torch.Tensor | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse and dense prompt embeddings of every object, point and box starts together."""
+    encoder = sam.prompt_encoder
+    size = len(is_box)
+    sparse = torch.empty((size, 2 + clicks.shape[1], encoder.embed_dim), device=device)
+    dense_parts: dict[bool, torch.Tensor] = {}
+    for box_start in (False, True):
+        rows = (is_box == box_start).nonzero()[:, 0]
+        if len(rows) == 0:
+            continue
+        coords, labels = clicks[rows], click_labels[rows]
+        if not box_start:
+            coords = torch.cat([points[rows, None, :], coords], dim=1)
+            labels = torch.cat([torch.ones((len(rows), 1), dtype=torch.int), labels], dim=1)
+        has_points = coords.shape[1] > 0
+        part_sparse, part_dense = encoder(
+            points=(coords.to(device), labels.to(device)) if has_points else None,
+            boxes=boxes[rows].to(device) if box_start else None,
+            masks=None if mask_input is None else mask_input[rows.to(mask_input.device)],
+        )
+        sparse = sparse.index_put((rows.to(device),), part_sparse)
+        dense_parts[box_start] = part_dense
+    if mask_input is None:  # the "no mask" embedding, the same for every object
+        dense = next(iter(dense_parts.values()))[:1].expand(size, -1, -1, -1)
+    else:
+        dense = torch.empty((size, *next(iter(dense_parts.values())).shape[1:]), device=device)
+        for box_start, part in dense_parts.items():
+            rows = (is_box == box_start).nonzero()[:, 0].to(device)
+            dense = dense.index_put((rows,), part)
+    return sparse, dense
+
+
+__all__ = [
+    "PAD_LABEL",
+    "ObjectBatch",
+    "decode_batch",
+    "encode_planes",
+    "interactive_loss",
+    "object_batch",
+]

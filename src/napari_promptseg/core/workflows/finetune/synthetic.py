@@ -143,8 +143,9 @@ def _paint_objects(
     while covered < target_area and attempts < 400:
         attempts += 1
         radius = rng.uniform(*look.radius)
-        cy, cx = rng.uniform(-0.3 * radius, height + 0.3 * radius), rng.uniform(
-            -0.3 * radius, width + 0.3 * radius
+        cy, cx = (
+            rng.uniform(-0.3 * radius, height + 0.3 * radius),
+            rng.uniform(-0.3 * radius, width + 0.3 * radius),
         )
         # how close two centres may come: apart (>= r1 + r2) .. overlapping a third
         closest = 1.0 - 0.35 * look.touching

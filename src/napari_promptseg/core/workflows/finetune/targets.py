@@ -91,6 +91,22 @@ def plane_targets(
     )
 
 
+def padded(
+    targets: PlaneTargets, chosen: torch.Tensor, grid: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Objects ``chosen`` of ``targets`` on the whole (grid, grid) mask grid.
+
+    Returns (masks, valid): (B, grid, grid) float 0/1 each, ``valid`` the cells that cover
+    the plane.
+    """
+    grid_h, grid_w = targets.grid_size
+    masks = torch.zeros((len(chosen), grid, grid))
+    masks[:, :grid_h, :grid_w] = targets.masks[chosen]
+    valid = torch.zeros((len(chosen), grid, grid))
+    valid[:, :grid_h, :grid_w] = 1.0
+    return masks, valid
+
+
 def sample_points(
     masks: torch.Tensor, stride: float, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,18 +152,25 @@ def sample_boxes(masks: torch.Tensor, stride: float, generator: torch.Generator)
     # keep the box at least one cell wide whatever the noise did
     x_lo, x_hi = torch.minimum(box[:, 0], box[:, 2]), torch.maximum(box[:, 0], box[:, 2])
     y_lo, y_hi = torch.minimum(box[:, 1], box[:, 3]), torch.maximum(box[:, 1], box[:, 3])
-    return torch.stack([x_lo, y_lo, torch.maximum(x_hi, x_lo + stride), torch.maximum(y_hi, y_lo + stride)], 1)
+    return torch.stack(
+        [x_lo, y_lo, torch.maximum(x_hi, x_lo + stride), torch.maximum(y_hi, y_lo + stride)], 1
+    )
 
 
 def correction_clicks(
-    predicted: torch.Tensor, truth: torch.Tensor, stride: float, generator: torch.Generator
+    predicted: torch.Tensor,
+    truth: torch.Tensor,
+    valid: torch.Tensor,
+    stride: float,
+    generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One correcting click per mask, uniformly in its error region.
 
     Parameters
     ----------
-    predicted, truth
-        (B, h, w) bool on the mask grid.
+    predicted, truth, valid
+        (B, h, w) bool on the mask grid; ``valid`` is the part that covers the plane
+        (errors in the padding are no errors: the engine crops it away).
 
     Returns
     -------
@@ -155,7 +178,7 @@ def correction_clicks(
         (B, 2) input-frame (x, y) and (B,) labels: 1 where the object was missed, 0 where
         the mask spilled, :data:`PAD_LABEL` where the mask has no error (no click).
     """
-    errors = predicted ^ truth
+    errors = (predicted ^ truth) & valid
     coords, found = sample_points(errors.float(), stride, generator)
     b, _, w = truth.shape
     col = (coords[:, 0] / stride).long().clamp(0, w - 1)

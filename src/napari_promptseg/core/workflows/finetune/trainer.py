@@ -38,7 +38,7 @@ from .data import (
     split_planes,
     validation_labels,
 )
-from .forward import encode_planes, interactive_loss
+from .forward import encode_planes, interactive_loss, object_batch
 from .settings import MAX_CPU_ENCODER_PARAMETERS, FinetuneError, FinetuneSettings
 from .targets import PlaneTargets, plane_targets
 from .validation import ValidationFigures, ValidationPlane, validate
@@ -163,9 +163,10 @@ def iter_finetune(
     sam = _trainable_copy(segmenter.sam, settings.mode)
     frozen = settings.mode == "decoder"
 
-    train_targets = [plane_targets(p.labels, p.object_ids()) for p in train_planes]
+    geometry = Geometry.of(sam)
+    train_targets = [geometry.targets(p.labels, p.object_ids()) for p in train_planes]
     val_items = [
-        ValidationPlane(p, plane_targets(validation_labels(p), p.object_ids()))
+        ValidationPlane(p, geometry.targets(validation_labels(p), p.object_ids()))
         for p in val_planes
     ]
     if not any(len(t) for t in train_targets) or not any(len(v.targets) for v in val_items):
@@ -186,9 +187,11 @@ def iter_finetune(
             val_items,
             model_id=segmenter.model_id if frozen else None,
             objects_per_batch=settings.objects_per_step,
+            grid=geometry.grid,
             corrections=settings.corrections,
             box_probability=settings.box_probability,
             seed=settings.seed + 1,
+            focal_weight=settings.focal_weight,
         )
         sam.train()
         return figures
@@ -208,29 +211,34 @@ def iter_finetune(
     usable = [i for i, t in enumerate(train_targets) if len(t)]
     running: list[float] = []
     step = 0
-    stopped_early = False
+    stop_reason = "max_steps"
     latest = before
     for step in range(1, settings.max_steps + 1):
-        picks = rng.choice(usable, size=settings.planes_per_step, replace=len(usable) < settings.planes_per_step)
+        picks = rng.choice(
+            usable, size=settings.planes_per_step, replace=len(usable) < settings.planes_per_step
+        )
         if frozen:
-            batch = [(train_features[i], train_targets[i]) for i in picks]
+            features = torch.cat([train_features[i] for i in picks])  # type: ignore[misc]
+            targets = [train_targets[i] for i in picks]
         else:
-            batch = _augmented_batch(sam, [train_planes[i] for i in picks], rng, settings.augment)
-        loss = torch.zeros(())
-        for features, targets in batch:
-            assert features is not None
-            count = min(settings.objects_per_step, len(targets))
-            chosen = torch.randperm(len(targets), generator=generator)[:count]
-            plane_loss, _ = interactive_loss(
-                sam,
-                features,
-                targets,
-                chosen,
-                corrections=settings.corrections,
-                box_probability=settings.box_probability,
-                generator=generator,
+            features, targets = _augmented_batch(
+                sam, [train_planes[i] for i in picks], rng, settings.augment, geometry
             )
-            loss = loss + plane_loss / len(batch)
+        chosen = [
+            torch.randperm(len(t), generator=generator)[: settings.objects_per_step]
+            for t in targets
+        ]
+        if not sum(len(c) for c in chosen):
+            continue  # every object vanished from the grid after a turn: nothing to learn
+        loss, _ = interactive_loss(
+            sam,
+            features,
+            object_batch(targets, chosen, geometry.grid),
+            corrections=settings.corrections,
+            box_probability=settings.box_probability,
+            generator=generator,
+            focal_weight=settings.focal_weight,
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -238,12 +246,18 @@ def iter_finetune(
         schedule.step()
         running.append(float(loss.detach()))
 
-        if step % settings.eval_every and step != settings.max_steps:
+        out_of_time = (
+            settings.max_seconds is not None
+            and time.perf_counter() - started > settings.max_seconds
+        )
+        if step % settings.eval_every and step != settings.max_steps and not out_of_time:
             yield FinetuneProgress(
                 "training", step, settings.max_steps, float(np.mean(running)), latest, best
             )
             continue
-        yield FinetuneProgress("validation", step, settings.max_steps, float(np.mean(running)), latest, best)
+        yield FinetuneProgress(
+            "validation", step, settings.max_steps, float(np.mean(running)), latest, best
+        )
         latest = run_validation()
         seconds = time.perf_counter() - started
         history.append(_history_entry(step, seconds, float(np.mean(running)), latest))
@@ -253,12 +267,18 @@ def iter_finetune(
         else:
             waited += 1
         if latest.loss < best.loss:
-            best, best_state, best_step, best_seconds = latest, _state_copy(sam, frozen), step, seconds
+            best, best_state, best_step, best_seconds = (
+                latest,
+                _state_copy(sam, frozen),
+                step,
+                seconds,
+            )
         yield FinetuneProgress("validated", step, settings.max_steps, None, latest, best)
         if waited > settings.patience:
-            stopped_early = True
+            stop_reason = "early stopping"
             break
-        if settings.max_seconds is not None and seconds > settings.max_seconds:
+        if out_of_time:
+            stop_reason = "time limit"
             break
 
     sam.load_state_dict(best_state, strict=False)
@@ -275,7 +295,7 @@ def iter_finetune(
         "data": _data_summary(planes, train_planes, val_planes, n_objects),
         "steps": step,
         "best_step": best_step,
-        "stopped_early": stopped_early,
+        "stop_reason": stop_reason,
         "validation": {"before": before.as_dict(), "after": best.as_dict()},
         "settings": settings.as_dict(),
         "seconds": round(time.perf_counter() - started, 2),
@@ -335,9 +355,7 @@ def _embed_all(
     return found
 
 
-def _check_embedding(
-    embedding: ImageEmbedding, model_id: str, channels: int, source: str
-) -> None:
+def _check_embedding(embedding: ImageEmbedding, model_id: str, channels: int, source: str) -> None:
     """Refuse an embedding of another model (never train one model on another's features)."""
     if embedding.key.model_id != model_id:
         raise FinetuneError(
@@ -358,9 +376,13 @@ def _trainable_input(embedding: ImageEmbedding) -> torch.Tensor:
 
 
 def _augmented_batch(
-    sam: Any, planes: Sequence[TrainingPlane], rng: np.random.Generator, augment: bool
-) -> list[tuple[torch.Tensor, PlaneTargets]]:
-    """Encode a batch of (randomly flipped and turned) planes with gradients."""
+    sam: Any,
+    planes: Sequence[TrainingPlane],
+    rng: np.random.Generator,
+    augment: bool,
+    geometry: Geometry,
+) -> tuple[torch.Tensor, list[PlaneTargets]]:
+    """Encode (randomly flipped and turned) planes with gradients; their targets."""
     rgbs, targets = [], []
     for plane in planes:
         rgb, labels = plane.rgb, plane.labels
@@ -371,9 +393,24 @@ def _augmented_batch(
                 rgb, labels = rgb[:, ::-1], labels[:, ::-1]
             rgb, labels = np.ascontiguousarray(rgb), np.ascontiguousarray(labels)
         rgbs.append(rgb)
-        targets.append(plane_targets(labels, plane.object_ids()))
-    features = encode_planes(sam, rgbs)
-    return [(features[i : i + 1], t) for i, t in enumerate(targets)]
+        targets.append(geometry.targets(labels, plane.object_ids()))
+    return encode_planes(sam, rgbs), targets
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The model's input size and mask grid (1024 and 256 for every SAM)."""
+
+    encoder_size: int
+    grid: int
+
+    @classmethod
+    def of(cls, sam: Any) -> Geometry:
+        embedding_size = int(sam.prompt_encoder.image_embedding_size[0])
+        return cls(int(sam.image_encoder.img_size), 4 * embedding_size)
+
+    def targets(self, labels: np.ndarray, ids: list[int]) -> PlaneTargets:
+        return plane_targets(labels, ids, encoder_size=self.encoder_size, grid=self.grid)
 
 
 def _state_copy(sam: Any, frozen: bool) -> dict[str, torch.Tensor]:

@@ -26,7 +26,7 @@ from ...sam.embedding import EmbeddingCache, ImageEmbedding, iter_encode
 from ...sam.engine import PromptSegmenter
 from ..evaluation.simulate import EvaluationSettings, evaluate_plane
 from .data import TrainingPlane, validation_labels
-from .forward import interactive_loss
+from .forward import interactive_loss, object_batch
 from .targets import PlaneTargets
 
 _counter = itertools.count()
@@ -69,9 +69,11 @@ def validate(
     *,
     model_id: str | None,
     objects_per_batch: int,
+    grid: int,
     corrections: int,
     box_probability: float,
     seed: int,
+    focal_weight: float,
 ) -> ValidationFigures:
     """Validate ``sam`` (in place; put back into train mode by the caller).
 
@@ -106,11 +108,11 @@ def validate(
                 loss, _ = interactive_loss(
                     sam,
                     embedding.features,
-                    item.targets,
-                    chosen,
+                    object_batch([item.targets], [chosen], grid),
                     corrections=corrections,
                     box_probability=box_probability,
                     generator=generator,
+                    focal_weight=focal_weight,
                 )
                 losses.append((float(loss), len(chosen)))
             results = evaluate_plane(

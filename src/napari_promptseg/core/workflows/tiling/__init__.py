@@ -4,7 +4,16 @@
 :mod:`.tiled_image` embeds tiles on demand and stitches masks across tile borders.
 """
 
-from .grid import OVERLAP, TILE, Tile, TileGrid
+from .grid import OVERLAP, TILE, TILE_ABOVE, Tile, TileGrid, needs_tiling
 from .tiled_image import TiledImage, TiledResult
 
-__all__ = ["OVERLAP", "TILE", "Tile", "TileGrid", "TiledImage", "TiledResult"]
+__all__ = [
+    "OVERLAP",
+    "TILE",
+    "TILE_ABOVE",
+    "Tile",
+    "TileGrid",
+    "TiledImage",
+    "TiledResult",
+    "needs_tiling",
+]

@@ -18,6 +18,16 @@ from ...errors import ImageError, PromptError
 
 TILE = 1024  # SAM's input size: a tile is embedded without downscaling
 OVERLAP = 256
+# Planes whose longest side exceeds this are segmented by tiles (SAM sees 1024 px at most:
+# beyond ~2x downscaling small objects vanish). The napari session and the batch commands
+# both decide with :func:`needs_tiling`, so a plane embedded by ``promptseg embed`` is found
+# tile by tile in napari. See docs/tiling.md.
+TILE_ABOVE = 2048
+
+
+def needs_tiling(shape: Sequence[int], above: int = TILE_ABOVE) -> bool:
+    """Whether an (H, W) plane is embedded by tiles: its longest side exceeds ``above`` px."""
+    return max(int(shape[0]), int(shape[1])) > above
 
 
 @dataclass(frozen=True, order=True)
@@ -217,4 +227,4 @@ def _axis_hits(starts: np.ndarray, size: int, coords: ArrayLike) -> list[int]:
     ]
 
 
-__all__ = ["OVERLAP", "TILE", "Tile", "TileGrid"]
+__all__ = ["OVERLAP", "TILE", "TILE_ABOVE", "Tile", "TileGrid", "needs_tiling"]
