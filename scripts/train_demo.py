@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         planes_per_step=args.planes_per_step,
         corrections=args.corrections,
         learning_rate=args.lr,
+        focal_weight=args.focal_weight,
         validation_fraction=args.val_images / len(planes),
         eval_every=args.eval_every,
         patience=args.patience,
@@ -139,7 +140,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--planes-per-step", type=int, default=8)
     parser.add_argument("--objects", type=int, default=16, help="objects per plane and step")
     parser.add_argument("--corrections", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--focal-weight", type=float, default=0.0, help="0: dice alone (learns from scratch)"
+    )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--patience", type=int, default=100)
     parser.add_argument("--max-seconds", type=float, default=None, help="stop training after")

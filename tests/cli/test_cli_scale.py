@@ -13,10 +13,11 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+import torch
 import zarr
 
 from napari_promptseg.cli import main
-from napari_promptseg.core import PromptSegmenter
+from napari_promptseg.core import Prompts, PromptSegmenter
 from napari_promptseg.core.models.loading import load_model
 from napari_promptseg.core.storage.export import read_objects_csv
 from napari_promptseg.core.storage.ome_zarr import read_ome_zarr_labels
@@ -182,3 +183,132 @@ def test_evaluate_on_the_cluster_reports_what_one_process_reports(
 
     assert rows("here.csv") == rows("there.csv") and len(rows("here.csv")) > 0
     assert rows("here_summary.csv") == rows("there_summary.csv")
+
+
+# -- large planes by tiles ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def large(tmp_path):
+    """A 2100x600 plane: longer than 2048 px, so tiled as in napari (3 tiles of 1024 px)."""
+    rng = np.random.default_rng(13)
+    data = rng.integers(0, 3000, (2100, 600)).astype(np.uint16)
+    data[100:180, 200:300] += 9000  # bright blocks for the prompts to land on
+    data[950:1130, 250:330] += 9000  # across the first tiles' overlap
+    path = tmp_path / "slide.tif"
+    tifffile.imwrite(path, data, photometric="minisblack")
+    return path, data
+
+
+def test_a_large_plane_embedded_on_the_cluster_opens_tile_by_tile_with_no_encoder_run(
+    dask_client, checkpoint, large, tmp_path, capsys
+):
+    from napari_promptseg.core.workflows.tiling import TiledImage
+
+    path, data = large
+    here, there = tmp_path / "here.zarr", tmp_path / "there.zarr"
+    common = ["--checkpoint", checkpoint, *MODEL]
+    assert cli("embed", path, *common, "--store", here) == 0
+    assert "slide.tif: 1 plane(s) (3 tiles), 3 computed, 0 already stored" in capsys.readouterr().out  # fmt: skip
+    address = dask_client.scheduler.address
+    assert cli("embed", path, *common, "--store", there, "--scheduler", address) == 0
+    out, err = capsys.readouterr()
+    assert "running 3 task(s)" in err and "(3 tiles), 3 computed" in out
+    # what the napari session does with a plane this large: a TiledImage of the plane as
+    # napari converts it, looking each tile up in the store
+    (_label, rgb), = planes_of(data)  # fmt: skip
+    model = load_model(checkpoint=checkpoint, model_type="vit_tiny")
+    session = PromptSegmenter.from_model(model, store=ZarrEmbeddingStore(there))
+    tiled = TiledImage(session, rgb)
+    assert all(tiled.cached(tile) is not None for tile in tiled.grid)
+    result = tiled.predict(Prompts.from_points([[1000.0, 290.0]]))
+    assert session.encoder_calls == 0 and result.masks.shape[1:] == (2100, 600)
+    # the cluster's entries are the in-process run's, bit for bit
+    mine = ZarrEmbeddingStore(here)
+    for tile in tiled.grid:
+        key = tiled.key(tile)
+        assert torch.equal(mine.load(key).features, ZarrEmbeddingStore(there).load(key).features)
+
+
+def test_prompts_on_a_large_plane_go_through_tiles_as_in_napari(
+    dask_client, checkpoint, large, tmp_path, capsys
+):
+    from napari_promptseg.core.workflows.tiling import TiledImage
+
+    path, data = large
+    points = tmp_path / "points.csv"
+    points.write_text("object,row,col\ncell,140,250\nband,1040,290\nband,1100,300\nlast,2050,500\n")
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("object,row0,col0,row1,col1\nbox,1500,100,1600,220\n")
+    common = ["--checkpoint", checkpoint, *MODEL, "--points", points, "--boxes", boxes]
+    assert cli("segment", path, "-o", tmp_path / "here.tif", *common) == 0
+    address = dask_client.scheduler.address
+    there = tmp_path / "there.ome.zarr"
+    assert cli("segment", path, "-o", there, *common, "--scheduler", address) == 0
+    assert "running 3 task(s)" in capsys.readouterr().err  # one per routing tile
+    labels = tifffile.imread(tmp_path / "here.tif")
+    np.testing.assert_array_equal(read_ome_zarr_labels(there), labels)
+    assert read_objects_csv(tmp_path / "here_objects.csv") == read_objects_csv(tmp_path / "there_objects.csv")  # fmt: skip
+    # each object is what the napari session's TiledImage gives, painted in table order
+    (_label, rgb), = planes_of(data)  # fmt: skip
+    engine = PromptSegmenter.from_model(load_model(checkpoint=checkpoint, model_type="vit_tiny"))
+    tiled = TiledImage(engine, rgb)
+    expected = np.zeros(labels.shape, labels.dtype)
+    objects = [
+        Prompts.from_points([[140, 250]]),
+        Prompts.from_points([[1040, 290], [1100, 300]]),
+        Prompts.from_points([[2050, 500]]),
+        Prompts(box=np.array([1500, 100, 1600, 220])),
+    ]
+    for label_id, prompts in enumerate(objects, start=1):
+        mask = tiled.predict(prompts).mask
+        expected[mask & (expected == 0)] = label_id
+    np.testing.assert_array_equal(labels, expected)
+    assert all((labels == i).any() for i in range(1, 5))
+
+
+def test_ctrl_c_on_the_cluster_writes_no_output(dask_client, checkpoint, tmp_path):
+    from interruptkit import press_ctrl_c, start_slow_command, wait_for
+
+    data = np.random.default_rng(17).integers(0, 4000, (10, 40, 56)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "stack.tif", data, photometric="minisblack")
+    command = start_slow_command(
+        tmp_path, "everything", "stack.tif", "-o", "labels.ome.zarr", "--checkpoint", checkpoint,
+        *MODEL, *FAST, "--scheduler", dask_client.scheduler.address,
+    )  # fmt: skip
+    # wait until planes are being written into the hidden staging copy of the output
+    wait_for(lambda: any(tmp_path.glob(".labels.ome.zarr.*.part/staged/c")), command)
+    status, err = press_ctrl_c(command)
+    assert status == 130 and "promptseg: interrupted; nothing more was written." in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow_promptseg.py", "stack.tif"]
+
+
+def test_everything_on_a_folder_one_task_per_image(dask_client, checkpoint, tmp_path, capsys):
+    images = tmp_path / "screen"
+    images.mkdir()
+    rng = np.random.default_rng(21)
+    tifffile.imwrite(images / "a.tif", rng.integers(0, 255, (40, 56)).astype(np.uint8))
+    stack = rng.integers(0, 4000, (2, 40, 56)).astype(np.uint16)
+    tifffile.imwrite(images / "b.tif", stack, photometric="minisblack")
+    (images / "notes.txt").write_text("not an image")
+    common = ["--checkpoint", checkpoint, *MODEL, *FAST]
+    assert cli("everything", images, "-o", tmp_path / "here", *common) == 1  # notes skipped
+    assert "skipped notes.txt" in capsys.readouterr().err
+    address = dask_client.scheduler.address
+    there = ["-o", tmp_path / "there", "--format", "ome.zarr", "--scheduler", address]
+    assert cli("everything", images, *there, *common) == 1
+    assert "running 3 task(s)" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "there").iterdir()) == [
+        "a.ome.zarr", "a_objects.csv", "b.ome.zarr", "b_objects.csv",
+    ]  # fmt: skip
+    for name in ("a", "b"):  # each as `promptseg everything FILE` writes it
+        assert cli("everything", images / f"{name}.tif", "-o", tmp_path / f"{name}.tif", *common) == 0  # fmt: skip
+        single = tifffile.imread(tmp_path / f"{name}.tif")
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "here" / f"{name}.tif"), single)
+        np.testing.assert_array_equal(read_ome_zarr_labels(tmp_path / "there" / f"{name}.ome.zarr"), single)  # fmt: skip
+        table = read_objects_csv(tmp_path / f"{name}_objects.csv")
+        assert read_objects_csv(tmp_path / "there" / f"{name}_objects.csv") == table
+    assert single.shape == (2, 40, 56) and single.max() > 0
+    # -o must name a folder here
+    assert cli("everything", images, "-o", tmp_path / "x.tif", *common) == 2
+    assert "-o names the folder" in capsys.readouterr().err

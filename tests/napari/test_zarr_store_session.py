@@ -3,6 +3,7 @@ and the store panel takes a *.zarr folder as the zarr store."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import tifffile
 from widgetkit import open_widget, sample_image
@@ -62,3 +63,34 @@ def _store_panel(widget):
 
     (panel,) = widget.findChildren(StorePanel)
     return panel
+
+
+def test_a_large_plane_the_cluster_embedded_by_tiles_opens_with_no_encoder_run(
+    make_napari_viewer, qtbot, dask_client, checkpoint, tmp_path
+):
+    from widgetkit import WAIT_MS, points_layer
+
+    from napari_promptseg.cli import main
+
+    rng = np.random.default_rng(9)
+    image = (rng.random((2100, 700)) * 120).astype(np.uint8)
+    image[1000:1100, 300:420] += 120  # an object across the first two tiles' overlap
+    path = tmp_path / "slide.tif"
+    tifffile.imwrite(path, image)
+    store = tmp_path / "shared.zarr"
+    address = dask_client.scheduler.address
+    args = ["embed", path, "--checkpoint", checkpoint, "--model-type", "vit_tiny", "--store", store]
+    assert main([str(a) for a in [*args, "--scheduler", address]]) == 0
+
+    model = load_model(checkpoint=checkpoint, model_type="vit_tiny")
+    segmenter = PromptSegmenter.from_model(model, store=ZarrEmbeddingStore(store))
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer, qtbot, model.sam, add_image=False, segmenter=segmenter)
+    session = widget.session
+    viewer.add_image(image, name="slide")
+    qtbot.waitUntil(lambda: session.tiled is not None, timeout=WAIT_MS)  # a large plane: tiles
+    points_layer(viewer).add(np.array([1050.0, 360.0]))
+    qtbot.waitUntil(lambda: session.result is not None, timeout=WAIT_MS)
+    assert session.result.masks.shape[1:] == (2100, 700)
+    assert segmenter.encoder_calls == 0  # every tile the prompt needed came from the store
+    assert len(session.result.tiles) >= 1

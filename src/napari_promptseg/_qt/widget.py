@@ -13,6 +13,7 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -20,6 +21,7 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -64,7 +66,17 @@ class PromptSegWidget(QWidget):
     # -- layout ---------------------------------------------------------------------------
 
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        # The sections are taller than a laptop screen: they scroll inside the dock instead of
+        # stretching napari's window past the screen's bottom edge.
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        content = QWidget()
+        scroll.setWidget(content)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(content)
 
         setup = QGroupBox("Image and model")
         form = QFormLayout(setup)
@@ -175,6 +187,13 @@ class PromptSegWidget(QWidget):
         shortcuts.setTextFormat(Qt.RichText)
         layout.addWidget(shortcuts)
         layout.addStretch(1)
+        # long layer, model and option names are elided in their combos, not widening the dock
+        for combo in content.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(12)
+        self._scroll = scroll
 
     def _connect(self) -> None:
         session = self.session
@@ -309,6 +328,12 @@ class PromptSegWidget(QWidget):
         segmenter = self.session.segmenter
         device = describe_device(segmenter.sam.device) if segmenter is not None else ""
         self.model_label.setText(f"{name} on {device}")
+        # a model made in this session (Finetune) joins the list ("my models"): show it chosen
+        if self.model_combo.findData(name) < 0:
+            fill_model_combo(self.model_combo)
+        self.model_combo.blockSignals(True)
+        select_model(self.model_combo, name)
+        self.model_combo.blockSignals(False)
 
     def _on_progress(self, done: int, total: int) -> None:
         if total:
@@ -386,6 +411,14 @@ class PromptSegWidget(QWidget):
             jump_to_object(self.viewer, labels, item.data(Qt.UserRole))
 
     # -- teardown -------------------------------------------------------------------------
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        # as wide as the sections need once styled (napari's style sheet sets the sizes):
+        # only the height scrolls
+        scroll = self._scroll
+        bar = scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(scroll.widget().minimumSizeHint().width() + bar + 8)
 
     def closeEvent(self, event) -> None:
         self.close_session()

@@ -14,10 +14,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import embed, evaluate, everything, export, gui, models, segment
+from . import embed, evaluate, everything, export, finetune, gui, models, segment
 
 DESCRIPTION = "Prompted segmentation with Segment Anything (SAM), without a GUI."
-SUBCOMMANDS = (models, segment, everything, embed, gui, export, evaluate)
+SUBCOMMANDS = (models, segment, everything, embed, gui, export, evaluate, finetune)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,13 +49,15 @@ def register(commands) -> None:
             "(the parameters and results of segment_anything's SamAutomaticMaskGenerator). "
             "Overlaps go to the mask with the higher predicted IoU. A stack is segmented plane "
             "by plane (ids continue from plane to plane). Writes LABELS.tif or LABELS.ome.zarr "
-            "and LABELS_objects.csv."
+            "and LABELS_objects.csv; for a folder of images, one such pair per image in the "
+            "folder -o names."
         ),
     )
     everything.add_argument(
         "image",
         type=Path,
-        help="image file (tif, png, jpg, ..., zarr / OME-Zarr): a 2D image or a stack",
+        help="image file (tif, png, jpg, ..., zarr / OME-Zarr): a 2D image or a stack; or a "
+        "folder of them (one label image each, one task per image)",
     )
     add_model_arguments(everything)
     everything.add_argument(
@@ -63,7 +65,14 @@ def register(commands) -> None:
         "--output",
         type=Path,
         required=True,
-        help="label image to write (.tif, or .ome.zarr for OME-Zarr)",
+        help="label image to write (.tif, or .ome.zarr for OME-Zarr); for a folder of "
+        "images, the folder to write their label images into",
+    )
+    everything.add_argument(
+        "--format",
+        choices=("tif", "ome.zarr"),
+        default="tif",
+        help="for a folder of images: write each label image as NAME.tif or NAME.ome.zarr",
     )
     group = everything.add_argument_group("generator parameters (SamAutomaticMaskGenerator's)")
     for flag, dest, kind, text in PARAMETERS:
@@ -85,7 +94,7 @@ def params_from_args(args):
 
 def run_everything(args) -> int:
     from ..core.storage.label_output import open_label_output
-    from ..core.storage.ome_zarr import LABEL_OUTPUT_SUFFIXES
+    from ..core.storage.ome_zarr import LABEL_OUTPUT_SUFFIXES, is_zarr_path
     from ..core.workflows.distributed.assemble import EverythingAssembly
     from ..core.workflows.distributed.scheduler import parse_scheduler
     from ..core.workflows.distributed.sources import ImageSource
@@ -95,6 +104,10 @@ def run_everything(args) -> int:
 
     # everything that can be refused is refused before the model loads
     spec = parse_scheduler(args.scheduler)
+    if args.image.is_dir() and not is_zarr_path(args.image):
+        from .everything_folder import run_everything_folder
+
+        return run_everything_folder(args, params_from_args(args))
     output = check_output_path(args.output, LABEL_OUTPUT_SUFFIXES)
     params = params_from_args(args)
     source = ImageSource.create(args.image, **_conversion(args)).resolved()

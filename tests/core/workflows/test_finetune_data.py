@@ -24,7 +24,9 @@ def grid_labels(n_objects: int, shape=(120, 160), size=10) -> np.ndarray:
     per_row = shape[1] // (2 * size)
     for i in range(n_objects):
         r, c = divmod(i, per_row)
-        labels[2 * size * r + 2 : 2 * size * r + 2 + size, 2 * size * c + 2 : 2 * size * c + 2 + size] = i + 1
+        labels[
+            2 * size * r + 2 : 2 * size * r + 2 + size, 2 * size * c + 2 : 2 * size * c + 2 + size
+        ] = i + 1
     return labels
 
 
@@ -37,7 +39,9 @@ def test_plane_converts_the_image_as_sam_sees_it():
 
 
 def test_labels_of_another_shape_are_refused_with_both_shapes():
-    with pytest.raises(TrainingDataError, match=r"a.tif: the labels are 100 x 160, the image 120 x 160"):
+    with pytest.raises(
+        TrainingDataError, match=r"a.tif: the labels are 100 x 160, the image 120 x 160"
+    ):
         make_plane(np.zeros((120, 160), np.uint8), np.zeros((100, 160), np.int32), "a.tif")
 
 
@@ -48,7 +52,9 @@ def test_float_labels_are_refused():
 
 def test_too_few_objects_names_the_minimum():
     plane = make_plane(np.zeros((120, 160), np.uint8), grid_labels(4), "session")
-    with pytest.raises(TrainingDataError, match=rf"at least {MIN_OBJECTS} annotated objects.*found 4 in 1 plane"):
+    with pytest.raises(
+        TrainingDataError, match=rf"at least {MIN_OBJECTS} annotated objects.*found 4 in 1 plane"
+    ):
         check_enough([plane])
     tiny = grid_labels(20, size=3)  # 9-pixel objects do not count
     with pytest.raises(TrainingDataError, match="found 0"):
@@ -77,7 +83,9 @@ def test_split_by_objects_never_trains_on_a_validation_object():
 
 
 def test_split_by_planes_with_enough_planes():
-    planes = [make_plane(np.zeros((120, 160), np.uint8), grid_labels(3), f"p{i}") for i in range(10)]
+    planes = [
+        make_plane(np.zeros((120, 160), np.uint8), grid_labels(3), f"p{i}") for i in range(10)
+    ]
     train, val = split_planes(planes, 0.2, seed=0)
     assert len(val) == 2 and len(train) == 8
     assert not {p.source for p in train} & {p.source for p in val}
@@ -102,10 +110,12 @@ def test_folder_pairs_in_both_layouts(tmp_path):
 def test_folder_labels_of_another_shape_name_the_file(tmp_path):
     tifffile.imwrite(tmp_path / "a.tif", np.zeros((120, 160), np.uint8))
     tifffile.imwrite(tmp_path / "a_labels.tif", np.zeros((60, 160), np.uint16))
-    with pytest.raises(TrainingDataError, match=r"a.tif: the labels are 60 x 160, the image 120 x 160"):
+    with pytest.raises(
+        TrainingDataError, match=r"a.tif: the labels are 60 x 160, the image 120 x 160"
+    ):
         planes_from_folder(tmp_path)
 
 
 def test_missing_folder():
-    with pytest.raises(TrainingDataError, match="the image folder .* does not exist"):
+    with pytest.raises(TrainingDataError, match=r"the image folder .* does not exist"):
         planes_from_folder("/nonexistent/folder")

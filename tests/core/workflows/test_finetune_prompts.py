@@ -7,6 +7,7 @@ import torch
 
 from napari_promptseg.core.workflows.finetune.forward import decode_batch
 from napari_promptseg.core.workflows.finetune.losses import mask_iou, sam_loss
+from napari_promptseg.core.workflows.finetune.synthetic import synthetic_cells
 from napari_promptseg.core.workflows.finetune.targets import (
     PAD_LABEL,
     correction_clicks,
@@ -14,7 +15,6 @@ from napari_promptseg.core.workflows.finetune.targets import (
     sample_boxes,
     sample_points,
 )
-from napari_promptseg.core.workflows.finetune.synthetic import synthetic_cells
 
 
 def test_targets_sit_on_sams_mask_grid():

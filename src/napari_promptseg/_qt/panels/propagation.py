@@ -106,6 +106,7 @@ class PropagationPanel(QWidget):
         self.object_combo = QComboBox()
         self.object_combo.addItems([LAST_COMMITTED, SELECTED_LABEL])
         self.object_label = QLabel()
+        self.object_label.setWordWrap(True)
         form.addRow("Object", self.object_combo)
         form.addRow("", self.object_label)
         self.axis_combo = QComboBox()

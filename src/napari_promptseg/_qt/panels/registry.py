@@ -88,6 +88,7 @@ PANELS = (
     ("Segment everything", "napari_promptseg._qt.panels.everything:EverythingPanel"),
     ("Image folder", "napari_promptseg._qt.panels.folder:FolderPanel"),
     ("Evaluate", "napari_promptseg._qt.panels.evaluate:EvaluatePanel"),
+    ("Finetune", "napari_promptseg._qt.panels.finetune:FinetunePanel"),
     ("Embeddings on disk", "napari_promptseg._qt.panels.store:StorePanel"),
     ("Autosave", "napari_promptseg._qt.panels.autosave:AutosavePanel"),
 )

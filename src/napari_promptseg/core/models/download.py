@@ -64,8 +64,8 @@ def cache_dir() -> Path:
 
 
 def spec_path(spec: ModelSpec) -> Path:
-    """Where ``spec``'s checkpoint lives (or will live) in the cache."""
-    return cache_dir() / spec.filename
+    """Where ``spec``'s checkpoint lives (or will live): the cache, or the spec's own folder."""
+    return (spec.folder if spec.folder is not None else cache_dir()) / spec.filename
 
 
 def is_spec_cached(spec: ModelSpec) -> bool:
@@ -131,6 +131,8 @@ def fetch_spec(
 
     See :func:`napari_promptseg.core.models.registry.fetch_checkpoint`, the public entry point.
     """
+    if spec.folder is not None:
+        return _local_spec_file(spec)
     folder = cache_dir()
     path = folder / spec.filename
     offline = offline or _env_flag(OFFLINE_ENV)
@@ -155,10 +157,33 @@ def fetch_spec(
     return path
 
 
+def _local_spec_file(spec: ModelSpec) -> Path:
+    """The verified file of a model that is never downloaded (shipped, or finetuned here)."""
+    path = spec_path(spec)
+    if not path.is_file():
+        raise CheckpointNotAvailable(
+            f"model {spec.name!r} is not available: its file {path} is missing. It is never "
+            "downloaded (it ships with napari-promptseg or was finetuned on this computer); "
+            "reinstall the package, or finetune the model again."
+        )
+    # files inside the installed package are hashed each time (a few MB): no sidecar there
+    remember = _PACKAGE_ROOT not in path.resolve().parents
+    problem = _check_cached(spec, path, remember=remember)
+    if problem is not None:
+        raise ModelError(
+            f"model {spec.name!r} cannot be used: {problem}. The file was changed or damaged "
+            "after it was made; it is not downloaded again."
+        )
+    return path
+
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # .../napari_promptseg
+
+
 # --- cached files ----------------------------------------------------------------------
 
 
-def _check_cached(spec: ModelSpec, path: Path) -> str | None:
+def _check_cached(spec: ModelSpec, path: Path, *, remember: bool = True) -> str | None:
     """None if ``path`` holds ``spec``'s file, else a sentence saying what is wrong."""
     size = path.stat().st_size
     if spec.size_bytes is not None and size != spec.size_bytes:
@@ -173,7 +198,8 @@ def _check_cached(spec: ModelSpec, path: Path) -> str | None:
     log.info("Checking the hash of %s (once; the result is remembered)", path)
     actual = file_hash(path, algorithm)
     if actual == spec.hash.lower():
-        _remember_verified(path, spec.hash)
+        if remember:
+            _remember_verified(path, spec.hash)
         return None
     return f"the cached file {path} has hash {actual}, expected {spec.hash}"
 

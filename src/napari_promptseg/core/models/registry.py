@@ -8,6 +8,7 @@ for the CLI and the widget. Turning a file into a model is :mod:`.loading`'s job
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from . import download
 from .architectures import BUILDERS
 from .download import HASH_ALGORITHMS, ByteProgress
 from .families import family_of
+from .my_models import read_my_models
 from .speed import speed_hint
 
 
@@ -48,6 +50,10 @@ class ModelSpec:
     group : str
         Heading of the model menu it is listed under; empty: its family's title ("SAM",
         "MobileSAM", "SAM 2.1").
+    folder : Path or None
+        For a model that is never downloaded (``url`` empty): the folder holding its file,
+        inside the package (the ``demo`` model) or among "my models" (finetuned here). The
+        file is verified by its hash all the same.
     """
 
     name: str
@@ -59,6 +65,7 @@ class ModelSpec:
     description: str
     source: str
     group: str = ""
+    folder: Path | None = None
 
     @property
     def family(self) -> str:
@@ -86,6 +93,7 @@ _SAM2_1_SOURCE = (
 )
 
 MODELS: dict[str, ModelSpec] = {}
+log = logging.getLogger(__name__)
 
 
 def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
@@ -277,10 +285,45 @@ for _spec in (
 del _spec
 
 DEFAULT_MODEL = "vit_b"
+MY_MODELS_GROUP = "my models"
+
+
+def refresh_my_models() -> list[ModelSpec]:
+    """Register the user's finetuned models (:mod:`.my_models`) under "my models".
+
+    Entries that disappeared are dropped; one whose name is a built-in model's is skipped
+    (with a warning in the log). Returns the specs registered.
+    """
+    for name in [n for n, spec in MODELS.items() if spec.group == MY_MODELS_GROUP]:
+        del MODELS[name]
+    found = []
+    for model in read_my_models():
+        if model.name in MODELS:
+            log.warning("my model %r is not listed: a built-in model has that name", model.name)
+            continue
+        spec = ModelSpec(
+            name=model.name,
+            model_type=model.model_type,
+            url="",
+            hash=f"sha256:{model.sha256}",
+            filename=model.path.name,
+            size_bytes=model.size_bytes,
+            description=model.description(),
+            source=f"finetuned here ({model.metadata.get('created', 'date unknown')})",
+            group=MY_MODELS_GROUP,
+            folder=model.path.parent,
+        )
+        try:
+            found.append(register_model(spec))
+        except ModelError as error:
+            log.warning("my model %r is not listed: %s", model.name, error)
+    return found
 
 
 def get_spec(name: str) -> ModelSpec:
     """The registry entry for ``name``; ``ModelError`` listing the known names otherwise."""
+    if name not in MODELS or MODELS[name].group == MY_MODELS_GROUP:
+        refresh_my_models()  # a model finetuned since the last look, or one deleted
     try:
         return MODELS[name]
     except KeyError:
@@ -342,8 +385,10 @@ def list_models() -> list[dict[str, Any]]:
     ``size`` (bytes, int or None if unpublished), ``size_text`` (e.g. ``"358 MiB"`` or
     ``"unknown"``), ``cached`` (bool: file present with the right size; not hashed),
     ``path`` (str), ``description``, ``speed`` (measured here: ``"≈ 1.2 s / image here
-    (cpu)"`` or ``"not measured yet"``, see :mod:`.speed`).
+    (cpu)"`` or ``"not measured yet"``, see :mod:`.speed`), ``shipped`` (bool: never
+    downloaded, the file comes with the package or was made here).
     """
+    refresh_my_models()
     return [
         {
             "name": spec.name,
@@ -357,6 +402,7 @@ def list_models() -> list[dict[str, Any]]:
             "cached": download.is_spec_cached(spec),
             "path": str(download.spec_path(spec)),
             "description": spec.description,
+            "shipped": spec.folder is not None,
         }
         for spec in MODELS.values()
     ]

@@ -72,6 +72,10 @@ class ImageSource:
         """Every plane as lazy SAM input (cached per process: workers open a file once)."""
         return _open_planes(self)
 
+    def axes(self) -> tuple[str, ...] | None:
+        """The OME axes of an OME-Zarr image (its labels get them without ``c``); else None."""
+        return open_zarr_image(self.path).axes if is_zarr_path(self.path) else None
+
     def resolved(self) -> ImageSource:
         """This source with its contrast limits computed, so every worker uses the same."""
         if self.contrast_limits is not None:

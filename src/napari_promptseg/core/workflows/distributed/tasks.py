@@ -153,6 +153,48 @@ def everything_task(segmenter: PromptSegmenter, task: EverythingTask) -> PlaneOb
     return PlaneObjects(task.plane, result.labels, rows, len(result.masks))
 
 
+@dataclass(frozen=True)
+class EverythingImageTask:
+    """Segment everything on every plane of one file of a folder (one task per image).
+
+    ``source`` is not resolved: the worker converts the file with napari's default contrast
+    for it, as ``promptseg everything FILE`` would.
+    """
+
+    source: ImageSource
+    params: EverythingParams = field(default_factory=EverythingParams)
+
+
+@dataclass(eq=False)
+class ImageObjects:
+    """Every plane's objects of one image, and what its label image needs."""
+
+    name: str
+    planes_shape: tuple[int, ...]  # sizes of the leading axes; () for a 2D image
+    plane_shape: tuple[int, int]
+    axes: tuple[str, ...] | None  # an OME-Zarr's axes
+    planes: list[PlaneObjects]
+    skipped: str | None = None  # why the file was skipped (not an image...)
+
+
+def everything_image_task(segmenter: PromptSegmenter, task: EverythingImageTask) -> ImageObjects:
+    """Segment everything on each plane of the task's file, in turn; an unreadable file is
+    reported as skipped."""
+    try:
+        planes = task.source.planes()
+        results = [
+            everything_task(segmenter, EverythingTask(task.source, label, task.params))
+            for label in planes.labels
+        ]
+        last = planes.labels[-1]
+        shape = tuple(i + 1 for i in last)
+        return ImageObjects(
+            task.source.name, shape, planes.plane_shape, task.source.axes(), results
+        )
+    except ImageError as error:
+        return ImageObjects(task.source.name, (), (0, 0), None, [], skipped=str(error))
+
+
 # -- segment with prompts ---------------------------------------------------------------------
 
 

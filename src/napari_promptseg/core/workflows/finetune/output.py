@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import torch
 
@@ -107,7 +107,7 @@ def save_finetuned(
     hasher = hashlib.sha256()
 
     def write(file: IO[bytes]) -> None:
-        torch.save(payload, _HashingFile(file, hasher))
+        torch.save(payload, cast(IO[bytes], _HashingFile(file, hasher)))
 
     atomic_write(path, write)
     model = MyModel(

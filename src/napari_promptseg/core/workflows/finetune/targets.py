@@ -37,8 +37,8 @@ class PlaneTargets:
     Attributes
     ----------
     masks
-        (N, h, w) float32 tensor of 0/1: object ``ids[i]`` on the part of the (256, 256)
-        grid that covers the image; (h, w) = ``grid_size``.
+        (N, h, w) bool tensor: object ``ids[i]`` on the part of the (256, 256) grid that
+        covers the image; (h, w) = ``grid_size``.
     ids
         The object ids, in the order of ``masks``.
     input_size
@@ -83,7 +83,7 @@ def plane_targets(
     masks = small[None, :, :] == wanted[:, None, None]
     keep = masks.reshape(len(ids), -1).sum(1) >= MIN_GRID_CELLS
     return PlaneTargets(
-        masks=torch.from_numpy(masks[keep].astype(np.float32)),
+        masks=torch.from_numpy(np.ascontiguousarray(masks[keep])),
         ids=[int(i) for i, k in zip(ids, keep, strict=True) if k],
         input_size=(int(input_size[0]), int(input_size[1])),
         grid_size=(grid_h, grid_w),
@@ -101,7 +101,7 @@ def padded(
     """
     grid_h, grid_w = targets.grid_size
     masks = torch.zeros((len(chosen), grid, grid))
-    masks[:, :grid_h, :grid_w] = targets.masks[chosen]
+    masks[:, :grid_h, :grid_w] = targets.masks[chosen].float()
     valid = torch.zeros((len(chosen), grid, grid))
     valid[:, :grid_h, :grid_w] = 1.0
     return masks, valid

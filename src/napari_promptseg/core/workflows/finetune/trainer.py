@@ -31,6 +31,7 @@ from ...errors import Cancelled
 from ...models.architectures import infer_model_type
 from ...sam.embedding import ImageEmbedding
 from ...sam.engine import PromptSegmenter
+from ...sam.families import FINETUNE
 from .data import (
     TrainingDataError,
     TrainingPlane,
@@ -127,7 +128,7 @@ def finetune(
                 steps.close()
                 raise Cancelled("finetuning cancelled; nothing was written.")
     except StopIteration as finished:
-        return finished.value  # type: ignore[no-any-return]
+        return finished.value
 
 
 def iter_finetune(
@@ -155,8 +156,11 @@ def iter_finetune(
         Too few objects (the message gives the minimum), objects too small to train on.
     FinetuneError
         "full" mode for a large encoder on a CPU; embeddings that do not fit the model.
+    FamilyError
+        The model's family cannot be finetuned (SAM 2.1).
     """
     settings = settings or FinetuneSettings()
+    segmenter.require(FINETUNE)  # SAM 2.1: one clear message, before any work
     started = time.perf_counter()
     n_objects = check_enough(planes, settings.min_objects)
     train_planes, val_planes = split_planes(planes, settings.validation_fraction, settings.seed)
@@ -164,12 +168,20 @@ def iter_finetune(
     frozen = settings.mode == "decoder"
 
     geometry = Geometry.of(sam)
-    train_targets = [geometry.targets(p.labels, p.object_ids()) for p in train_planes]
+    # decoder mode reuses each plane's targets; full mode turns planes, so makes them per step
+    # (and a thousand planes' targets would not fit in memory)
+    train_targets = [
+        geometry.targets(p.labels, p.object_ids()) if frozen else None for p in train_planes
+    ]
     val_items = [
         ValidationPlane(p, geometry.targets(validation_labels(p), p.object_ids()))
         for p in val_planes
     ]
-    if not any(len(t) for t in train_targets) or not any(len(v.targets) for v in val_items):
+    if frozen:
+        trainable_planes = [i for i, t in enumerate(train_targets) if t is not None and len(t)]
+    else:
+        trainable_planes = [i for i, p in enumerate(train_planes) if p.object_ids()]
+    if not trainable_planes or not any(len(v.targets) for v in val_items):
         raise TrainingDataError(
             "the objects are too small to train on at SAM's mask resolution (each needs a few "
             "pixels of the 256 x 256 mask grid); annotate larger objects or zoom the images."
@@ -208,7 +220,7 @@ def iter_finetune(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(settings.max_steps))
     rng = np.random.default_rng(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
-    usable = [i for i, t in enumerate(train_targets) if len(t)]
+    usable = trainable_planes
     running: list[float] = []
     step = 0
     stop_reason = "max_steps"
@@ -218,7 +230,7 @@ def iter_finetune(
             usable, size=settings.planes_per_step, replace=len(usable) < settings.planes_per_step
         )
         if frozen:
-            features = torch.cat([train_features[i] for i in picks])  # type: ignore[misc]
+            features = torch.cat([train_features[i] for i in picks])
             targets = [train_targets[i] for i in picks]
         else:
             features, targets = _augmented_batch(
@@ -250,10 +262,10 @@ def iter_finetune(
             settings.max_seconds is not None
             and time.perf_counter() - started > settings.max_seconds
         )
+        yield FinetuneProgress(
+            "training", step, settings.max_steps, float(np.mean(running)), latest, best
+        )
         if step % settings.eval_every and step != settings.max_steps and not out_of_time:
-            yield FinetuneProgress(
-                "training", step, settings.max_steps, float(np.mean(running)), latest, best
-            )
             continue
         yield FinetuneProgress(
             "validation", step, settings.max_steps, float(np.mean(running)), latest, best
@@ -288,7 +300,7 @@ def iter_finetune(
     metadata = {
         "base_model": segmenter.name,
         "base_model_id": segmenter.model_id,
-        "family": "sam",
+        "family": segmenter.family,
         "model_type": model_type or infer_model_type(sam.state_dict()) or "custom",
         "mode": settings.mode,
         "trained": "prompt encoder + mask decoder" if frozen else "all parameters",

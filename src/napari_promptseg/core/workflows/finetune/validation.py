@@ -135,4 +135,4 @@ def _run(steps: Any) -> ImageEmbedding:
         while True:
             next(steps)
     except StopIteration as finished:
-        return finished.value  # type: ignore[no-any-return]
+        return finished.value
