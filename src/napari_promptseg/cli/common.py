@@ -87,3 +87,41 @@ def progress_printer(label: str):
             bar.close()
 
     return update
+
+
+def is_zarr(path: Path) -> bool:
+    from ..core.storage.ome_zarr import is_zarr_path
+
+    return is_zarr_path(path)
+
+
+def input_files(path: Path) -> list[Path]:
+    """The image files a command reads: a file, a zarr folder, or the files of a folder."""
+    from ..core.errors import ImageError
+
+    if is_zarr(path):
+        if not path.exists():
+            raise ImageError(f"{path} does not exist.")
+        return [path]
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(
+            p for p in path.iterdir() if (p.is_file() or is_zarr(p)) and not p.name.startswith(".")
+        )
+        if not files:
+            raise ImageError(f"the folder {path} holds no files.")
+        return files
+    raise ImageError(f"{path} does not exist.")
+
+
+def image_conversion(args) -> dict:
+    """The image-conversion settings of the command line, for ImageSource.create."""
+    channels = args.channels
+    if channels and len(channels) == 1:
+        channels = channels[0]
+    return {
+        "contrast_limits": tuple(args.contrast_limits) if args.contrast_limits else None,
+        "channel_axis": args.channel_axis,
+        "channels": channels,
+    }

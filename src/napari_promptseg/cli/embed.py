@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_image_arguments, add_model_arguments
+from .common import add_image_arguments, add_model_arguments, image_conversion, input_files, is_zarr
 from .scale import add_scale_arguments
 
 
@@ -61,10 +61,10 @@ def run_embed(args) -> int:
     from .scale import open_store, recipe_from_args, run_tasks
 
     parse_scheduler(args.scheduler)  # a bad --scheduler fails before anything else
-    files = _input_files(args.path)
-    settings = _conversion(args)
+    files = input_files(args.path)
+    settings = image_conversion(args)
     planes_of_image = None
-    if (len(files) == 1 and not args.path.is_dir()) or _is_zarr(args.path):
+    if (len(files) == 1 and not args.path.is_dir()) or is_zarr(args.path):
         # one image (or stack): a bad file fails before the model loads; split by plane,
         # and a plane too large for one embedding by tile (as the napari session embeds it)
         source = ImageSource.create(files[0], **settings).resolved()
@@ -125,40 +125,3 @@ def _per_file(outcomes):
             tiles=before.tiles + outcome.tiles,
         )
     return list(merged.values())
-
-
-def _is_zarr(path: Path) -> bool:
-    from ..core.storage.ome_zarr import is_zarr_path
-
-    return is_zarr_path(path)
-
-
-def _input_files(path: Path) -> list[Path]:
-    from ..core.errors import ImageError
-
-    if _is_zarr(path):
-        if not path.exists():
-            raise ImageError(f"{path} does not exist.")
-        return [path]
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(
-            p for p in path.iterdir() if (p.is_file() or _is_zarr(p)) and not p.name.startswith(".")
-        )
-        if not files:
-            raise ImageError(f"the folder {path} holds no files.")
-        return files
-    raise ImageError(f"{path} does not exist.")
-
-
-def _conversion(args) -> dict:
-    """The image-conversion settings of the command line, for ImageSource.create."""
-    channels = args.channels
-    if channels and len(channels) == 1:
-        channels = channels[0]
-    return {
-        "contrast_limits": tuple(args.contrast_limits) if args.contrast_limits else None,
-        "channel_axis": args.channel_axis,
-        "channels": channels,
-    }

@@ -99,7 +99,7 @@ def run_everything(args) -> int:
     from ..core.workflows.distributed.scheduler import parse_scheduler
     from ..core.workflows.distributed.sources import ImageSource
     from ..core.workflows.distributed.tasks import EverythingTask, everything_task
-    from .embed import _conversion
+    from .common import image_conversion
     from .scale import open_store, recipe_from_args, run_tasks
 
     # everything that can be refused is refused before the model loads
@@ -110,7 +110,7 @@ def run_everything(args) -> int:
         return run_everything_folder(args, params_from_args(args))
     output = check_output_path(args.output, LABEL_OUTPUT_SUFFIXES)
     params = params_from_args(args)
-    source = ImageSource.create(args.image, **_conversion(args)).resolved()
+    source = ImageSource.create(args.image, **image_conversion(args)).resolved()
     planes = source.planes()
     tasks = [EverythingTask(source, label, params) for label in planes.labels]
     store = open_store(args.store)

@@ -31,7 +31,7 @@ def run_everything_folder(args, params) -> int:
     from ..core.workflows.distributed.assemble import EverythingAssembly
     from ..core.workflows.distributed.sources import ImageSource
     from ..core.workflows.distributed.tasks import EverythingImageTask, everything_image_task
-    from .embed import _conversion, _input_files
+    from .common import image_conversion, input_files
     from .scale import open_store, recipe_from_args, run_tasks
 
     folder: Path = args.output
@@ -46,9 +46,9 @@ def run_everything_folder(args, params) -> int:
     if not parent.is_dir():
         raise ExportError(f"cannot write into {folder}: the folder {parent} does not exist.")
     suffix = ".ome.zarr" if args.format == "ome.zarr" else ".tif"
-    settings = _conversion(args)
+    settings = image_conversion(args)
     tasks, targets, names = [], {}, {}
-    for path in _input_files(args.image):
+    for path in input_files(args.image):
         name = output_name(path) + suffix
         if name in names:
             raise ExportError(

@@ -166,10 +166,10 @@ def evaluate_on_scheduler(
         torch_threads_for,
     )
     from ..core.workflows.distributed.sources import ImageSource
-    from .embed import _conversion
+    from .common import image_conversion
 
     spec = parse_scheduler(args.scheduler)
-    source = ImageSource.create(args.image, **_conversion(args)).resolved()
+    source = ImageSource.create(args.image, **image_conversion(args)).resolved()
     store = None if args.no_store else open_embedding_store(args.store)
     models = args.models or [("name", "vit_b")]
     types = args.model_types or []

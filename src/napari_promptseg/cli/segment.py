@@ -69,12 +69,12 @@ def run_segment(args) -> int:
     from ..core.workflows.distributed.scheduler import parse_scheduler
     from ..core.workflows.distributed.sources import ImageSource
     from ..core.workflows.distributed.tasks import prompt_task, prompt_tasks
-    from .embed import _conversion
+    from .common import image_conversion
     from .scale import open_store, recipe_from_args, run_tasks
 
     parse_scheduler(args.scheduler)
     output = check_output_path(args.output, LABEL_OUTPUT_SUFFIXES)
-    source = ImageSource.create(args.image, **_conversion(args)).resolved()
+    source = ImageSource.create(args.image, **image_conversion(args)).resolved()
     planes = source.planes()
     axes = plane_axes(args.axes, planes)
     if args.points is None and args.boxes is None:
