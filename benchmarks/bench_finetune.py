@@ -9,8 +9,8 @@ All in one run, random weights (the compute equals the trained models'):
    correcting clicks (default 2): 3 decodes per object and step, backward, AdamW. Baseline
    in the same run: decoding the same prompt sets for inference (no gradient), one decode
    per round, with upstream's ``MaskDecoder``: ratio = training step / inference.
-2. **A 100-object session to a stable validation loss**: synthetic nuclei images holding
-   about 100 objects, embedded with vit_b (timed: the cost the session already paid while
+2. **A 100-object session to a stable validation loss**: synthetic 384 x 384 images of
+   nuclei and cells holding about 100 objects, embedded with vit_b (timed: the cost the session already paid while
    annotating), then :func:`finetune` with the defaults of the dock section (decoder mode,
    validation every 25 steps, early stopping after 4 validations without a 1 % gain).
    Reports the seconds until the best validation loss and until training stopped, against
@@ -116,10 +116,25 @@ def bench_steps(args) -> None:
     print(f"  baseline: inference of the same decodes {infer:.3f} s; ratio {step / infer:.2f}x")
 
 
+def session_planes(target: int, seed: int):
+    """Synthetic 384 x 384 planes (nuclei and cells) with ``target`` objects annotated in all:
+    the last plane keeps only the objects still needed (a user annotates some, not all)."""
+    planes, objects, index = [], 0, 0
+    while objects < target:
+        sample = synthetic_cells(seed + index, (384, 384))
+        index += 1
+        ids = [int(i) for i in np.unique(sample.labels) if i][: target - objects]
+        labels = np.where(np.isin(sample.labels, ids), sample.labels, 0)
+        plane = make_plane(sample.image, labels, f"synthetic {seed + index - 1}")
+        if plane.object_ids():
+            planes.append(plane)
+            objects += len(plane.object_ids())
+    return planes, objects
+
+
 def bench_session(args) -> None:
     sam, name = build(args.quick)
-    planes = nuclei_planes(args.session_planes, 21)
-    objects = sum(len(p.object_ids()) for p in planes)
+    planes, objects = session_planes(args.session_objects, 21)
     segmenter = PromptSegmenter(sam, name)
     start = time.perf_counter()
     for plane in planes:
@@ -130,7 +145,7 @@ def bench_session(args) -> None:
     result = finetune(segmenter, planes, settings)
     total = time.perf_counter() - start
     meta = result.metadata
-    print(f"[session] {name}, {objects} objects on {len(planes)} planes of 512x512, decoder mode")
+    print(f"[session] {name}, {objects} objects on {len(planes)} planes of 384x384, decoder mode")
     print(f"  embedding the planes (already paid while annotating): {embedding:.1f} s")
     print(
         f"  finetune: best validation loss at step {meta['best_step']} after "
@@ -182,12 +197,12 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=16)
     parser.add_argument("--corrections", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--session-planes", type=int, default=4, help="~25 objects each")
+    parser.add_argument("--session-objects", type=int, default=100)
     parser.add_argument("--max-steps", type=int, default=400)
     parser.add_argument("--scratch-steps", type=int, default=300)
     args = parser.parse_args()
     if args.quick:
-        args.repeats, args.session_planes, args.max_steps, args.scratch_steps = 2, 2, 6, 8
+        args.repeats, args.session_objects, args.max_steps, args.scratch_steps = 2, 20, 4, 4
     parts = {"steps": bench_steps, "session": bench_session, "scratch": bench_scratch}
     for key, run in parts.items():
         if args.only in (None, key):

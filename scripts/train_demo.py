@@ -1,8 +1,11 @@
-"""Train the demo model from scratch on synthetic fluorescence images, and evaluate it.
+"""Train a demo model from scratch on synthetic fluorescence images, and evaluate it.
 
-The weights shipped as registry model ``demo`` were made by this script (the exact command
-is in docs/finetune.md and in the checkpoint's metadata). Every random choice comes from
-``--seed``: the images, the split, the prompts, the initial weights.
+A SAM-architecture model (the tiny test architecture, model type ``vit_tiny``), every weight
+trained from random initial weights with :func:`core.workflows.finetune.iter_finetune` in
+"full" mode on images of :mod:`core.workflows.finetune.synthetic`. Every random choice comes
+from ``--seed``: the images, the split, the prompts, the initial weights; the command is
+recorded in the checkpoint's metadata. No weights made this way ship yet: see
+docs/finetune.md, "A demo model trained from scratch".
 
     python scripts/train_demo.py --out demo.pt                 # train, then evaluate
     python scripts/train_demo.py --evaluate demo.pt            # evaluate a checkpoint only
@@ -29,7 +32,6 @@ import numpy as np
 import torch
 
 from napari_promptseg.core import PromptSegmenter
-from napari_promptseg.core.models.demo import DEMO_MODEL_TYPE, build_demo_sam
 from napari_promptseg.core.models.device import select_device
 from napari_promptseg.core.models.my_models import METADATA_KEY
 from napari_promptseg.core.models.tiny import TINY_MODEL_TYPE, build_tiny_sam
@@ -39,10 +41,7 @@ from napari_promptseg.core.workflows.evaluation.summary import summarize_group
 from napari_promptseg.core.workflows.finetune import FinetuneSettings, iter_finetune, make_plane
 from napari_promptseg.core.workflows.finetune.synthetic import synthetic_cells
 
-ARCHITECTURES = {
-    "demo": (DEMO_MODEL_TYPE, build_demo_sam),
-    "tiny": (TINY_MODEL_TYPE, build_tiny_sam),
-}
+ARCHITECTURES = {"tiny": (TINY_MODEL_TYPE, build_tiny_sam)}
 EVAL_SEED_OFFSET = 1_000_003  # evaluation images come from a seed stream training never uses
 
 
@@ -126,7 +125,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, help="checkpoint to write")
     parser.add_argument("--evaluate", type=Path, help="only evaluate this checkpoint")
-    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="demo")
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cpu, cuda (default: best available)")
     parser.add_argument("--images", type=int, default=1200, help="training images")

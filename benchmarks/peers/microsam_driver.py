@@ -132,9 +132,8 @@ def run(args, image: np.ndarray, points: np.ndarray, busy_pid: int | None = None
 
     stamped(micro_sam.util, "get_sam_model", "load")  # _state.py calls util.get_sam_model
     stamped(micro_sam.util, "precompute_image_embeddings", "embed")
-    stamped(
-        vutil, "prompt_segmentation", "decode"
-    )  # _widgets.segment calls vutil.prompt_segmentation
+    # _widgets.segment calls vutil.prompt_segmentation
+    stamped(vutil, "prompt_segmentation", "decode")
 
     # -- the window, the image and the plugin ---------------------------------------------------
     viewer = napari.Viewer(show=True)
@@ -241,6 +240,7 @@ def run(args, image: np.ndarray, points: np.ndarray, busy_pid: int | None = None
     first_drawn = segment_point_and_wait(first_row, first_col)
     gap.stop_after(ready)
     first_mask_pixels = int(np.count_nonzero(mask_layer.data))
+    details["point_label"] = str(point_layer.properties["label"][-1])  # "positive"
     if args.screenshot is not None:  # after the clock stopped
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         viewer.window._qt_window.grab().save(str(args.screenshot))

@@ -331,9 +331,9 @@ class PromptSegWidget(QWidget):
         # a model made in this session (Finetune) joins the list ("my models"): show it chosen
         if self.model_combo.findData(name) < 0:
             fill_model_combo(self.model_combo)
-        self.model_combo.blockSignals(True)
-        select_model(self.model_combo, name)
-        self.model_combo.blockSignals(False)
+            self.model_combo.blockSignals(True)
+            select_model(self.model_combo, name)
+            self.model_combo.blockSignals(False)
 
     def _on_progress(self, done: int, total: int) -> None:
         if total:

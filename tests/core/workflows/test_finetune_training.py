@@ -39,13 +39,17 @@ def same_weights(a, b, prefix=""):
 def test_tiny_sam_learns_to_segment_from_random_weights():
     """All parameters trainable, random initial weights, synthetic cells generated here:
     held-out mIoU after one click (the evaluator's protocol) must rise by a clear margin.
-    The real figure is in benchmarks/bench_finetune.py; this is a robust lower bar."""
-    planes = synthetic_planes(16)
+    The real figure is in benchmarks/bench_finetune.py; this is a robust lower bar (seen
+    here: 0.06 -> 0.26 after 60 steps)."""
+    planes = [
+        make_plane(s.image, s.labels, f"synthetic {i}")
+        for i, s in enumerate(synthetic_cells(i, (128, 128), kind="cells") for i in range(16))
+    ]
     segmenter = PromptSegmenter(build_tiny_sam(seed=0), "tiny-random")
     settings = FinetuneSettings(
         mode="full",
-        max_steps=50,
-        eval_every=50,  # validate before and after only
+        max_steps=60,
+        eval_every=60,  # validate before and after only
         objects_per_step=6,
         corrections=0,
         focal_weight=0.0,  # dice alone: learns small objects from scratch
@@ -55,9 +59,9 @@ def test_tiny_sam_learns_to_segment_from_random_weights():
     )
     result = finetune(segmenter, planes, settings)
     before, after = result.before, result.after
-    assert after["objects"] >= 20  # held-out planes: 4 of 16
-    assert after["miou_at_1"] > before["miou_at_1"] + 0.08
-    assert after["miou_at_1"] > 2 * before["miou_at_1"]
+    assert after["objects"] >= 8  # held-out planes: 4 of 16
+    assert after["miou_at_1"] > before["miou_at_1"] + 0.1
+    assert after["miou_at_1"] > 2.5 * before["miou_at_1"]
     assert after["loss"] < before["loss"]
     assert not same_weights(result.sam, segmenter.sam, "image_encoder.")  # the encoder learned
     assert result.metadata["data"]["split"] == "planes"

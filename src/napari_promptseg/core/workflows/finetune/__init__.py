@@ -7,9 +7,11 @@ In the order a finetune runs:
 * :mod:`.targets` — objects on SAM's mask grid; prompts sampled from them (points, noisy
   boxes, corrections in the error region), as in the SAM paper;
 * :mod:`.losses` — focal + dice on masks, MSE on the IoU head;
+* :mod:`.embeddings` — the base model's own embeddings of the planes ("decoder" mode);
 * :mod:`.forward` — differentiable encode / decode, the rounds of simulated prompting;
 * :mod:`.validation` — held-out loss and mIoU@1 (the evaluator's one-click protocol);
-* :mod:`.settings`, :mod:`.trainer` — the loop: progress, cancel, early stopping, seed;
+* :mod:`.settings`, :mod:`.trainer`, :mod:`.progress` — the loop: progress, cancel, early
+  stopping, seed;
 * :mod:`.output` — the checkpoint and its entry in "my models";
 * :mod:`.synthetic` — synthetic fluorescence nuclei and cells (the demo model's data).
 """

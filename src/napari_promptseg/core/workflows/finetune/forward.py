@@ -23,8 +23,17 @@ import numpy as np
 import torch
 
 from ...sam.embedding import resize_for_sam
+from .data import TrainingPlane
 from .losses import sam_loss
-from .targets import PAD_LABEL, PlaneTargets, correction_clicks, padded, sample_boxes, sample_points
+from .targets import (
+    PAD_LABEL,
+    Geometry,
+    PlaneTargets,
+    correction_clicks,
+    padded,
+    sample_boxes,
+    sample_points,
+)
 
 
 def encode_planes(sam: Any, rgbs: Sequence[np.ndarray]) -> torch.Tensor:
@@ -229,9 +238,32 @@ def _encode_prompts(
     return sparse, dense
 
 
+def augmented_batch(
+    sam: Any,
+    planes: Sequence[TrainingPlane],
+    rng: np.random.Generator,
+    augment: bool,
+    geometry: Geometry,
+) -> tuple[torch.Tensor, list[PlaneTargets]]:
+    """Encode (randomly flipped and turned) planes with gradients; their targets."""
+    rgbs, targets = [], []
+    for plane in planes:
+        rgb, labels = plane.rgb, plane.labels
+        if augment:
+            turns = int(rng.integers(0, 4))
+            rgb, labels = np.rot90(rgb, turns), np.rot90(labels, turns)
+            if rng.random() < 0.5:
+                rgb, labels = rgb[:, ::-1], labels[:, ::-1]
+            rgb, labels = np.ascontiguousarray(rgb), np.ascontiguousarray(labels)
+        rgbs.append(rgb)
+        targets.append(geometry.targets(labels, plane.object_ids()))
+    return encode_planes(sam, rgbs), targets
+
+
 __all__ = [
     "PAD_LABEL",
     "ObjectBatch",
+    "augmented_batch",
     "decode_batch",
     "encode_planes",
     "interactive_loss",

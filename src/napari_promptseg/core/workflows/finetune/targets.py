@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -187,3 +188,20 @@ def correction_clicks(
     labels = torch.where(positive, 1, 0)
     labels = torch.where(found, labels, PAD_LABEL)
     return coords, labels
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The model's input size and mask grid (1024 and 256 for every SAM)."""
+
+    encoder_size: int
+    grid: int
+
+    @classmethod
+    def of(cls, sam: Any) -> Geometry:
+        embedding_size = int(sam.prompt_encoder.image_embedding_size[0])
+        return cls(int(sam.image_encoder.img_size), 4 * embedding_size)
+
+    def targets(self, labels: np.ndarray, ids: list[int]) -> PlaneTargets:
+        """The objects ``ids`` of ``labels`` on this model's mask grid."""
+        return plane_targets(labels, ids, encoder_size=self.encoder_size, grid=self.grid)

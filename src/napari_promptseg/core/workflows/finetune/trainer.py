@@ -29,7 +29,6 @@ import torch
 
 from ...errors import Cancelled
 from ...models.architectures import infer_model_type
-from ...sam.embedding import ImageEmbedding
 from ...sam.engine import PromptSegmenter
 from ...sam.families import FINETUNE
 from .data import (
@@ -39,38 +38,14 @@ from .data import (
     split_planes,
     validation_labels,
 )
-from .forward import encode_planes, interactive_loss, object_batch
+from .embeddings import embed_all, trainable_input
+from .forward import augmented_batch, interactive_loss, object_batch
+from .progress import FinetuneProgress
 from .settings import MAX_CPU_ENCODER_PARAMETERS, FinetuneError, FinetuneSettings
-from .targets import PlaneTargets, plane_targets
+from .targets import Geometry
 from .validation import ValidationFigures, ValidationPlane, validate
 
 IMPROVEMENT = 0.01  # a validation loss 1 % below the best so far resets the patience
-
-
-@dataclass(frozen=True)
-class FinetuneProgress:
-    """Where a finetune stands; yielded after every embedding and every step.
-
-    Attributes
-    ----------
-    stage
-        ``"embedding"`` (``done``/``total`` planes); ``"training"`` after a step;
-        ``"validation"`` when a validation starts, ``"validated"`` when its figures are
-        in ``validation`` (``done``/``total`` steps).
-    loss
-        Training loss, averaged since the previous validation.
-    validation
-        The latest validation figures (None before the first).
-    best
-        The best validation figures so far (the weights that will be kept).
-    """
-
-    stage: str
-    done: int
-    total: int
-    loss: float | None = None
-    validation: ValidationFigures | None = None
-    best: ValidationFigures | None = None
 
 
 @dataclass(eq=False)
@@ -188,8 +163,8 @@ def iter_finetune(
         )
     train_features: list[torch.Tensor | None] = [None] * len(train_planes)
     if frozen:
-        embeddings = yield from _embed_all(segmenter, [*train_planes, *val_planes])
-        train_features = [_trainable_input(embeddings[id(p)]) for p in train_planes]
+        embeddings = yield from embed_all(segmenter, [*train_planes, *val_planes])
+        train_features = [trainable_input(embeddings[id(p)]) for p in train_planes]
         for item in val_items:
             item.embedding = embeddings[id(item.plane)]
 
@@ -233,7 +208,7 @@ def iter_finetune(
             features = torch.cat([train_features[i] for i in picks])
             targets = [train_targets[i] for i in picks]
         else:
-            features, targets = _augmented_batch(
+            features, targets = augmented_batch(
                 sam, [train_planes[i] for i in picks], rng, settings.augment, geometry
             )
         chosen = [
@@ -337,92 +312,6 @@ def _trainable_copy(sam: Any, mode: str) -> Any:
     if mode == "decoder":
         copied.image_encoder.eval()
     return copied
-
-
-def _embed_all(
-    segmenter: PromptSegmenter, planes: Sequence[TrainingPlane]
-) -> Generator[FinetuneProgress, None, dict[int, ImageEmbedding]]:
-    """The base model's embedding of every plane (cached, stored, or computed)."""
-    found: dict[int, ImageEmbedding] = {}
-    by_key: dict[Any, ImageEmbedding] = {}
-    channels = int(segmenter.sam.prompt_encoder.embed_dim)
-    for index, plane in enumerate(planes):
-        key = segmenter.key_for(plane.rgb)
-        embedding = by_key.get(key)
-        if embedding is None:
-            steps = segmenter.iter_embed(plane.rgb)
-            try:
-                while True:
-                    next(steps)
-                    yield FinetuneProgress("embedding", index, len(planes))
-            except StopIteration as finished:
-                embedding = finished.value
-            finally:
-                steps.close()
-            assert embedding is not None
-            _check_embedding(embedding, segmenter.model_id, channels, plane.source)
-            by_key[key] = embedding
-        found[id(plane)] = embedding
-        yield FinetuneProgress("embedding", index + 1, len(planes))
-    return found
-
-
-def _check_embedding(embedding: ImageEmbedding, model_id: str, channels: int, source: str) -> None:
-    """Refuse an embedding of another model (never train one model on another's features)."""
-    if embedding.key.model_id != model_id:
-        raise FinetuneError(
-            f"{source}: the embedding found is of model {embedding.key.model_id!r}, not "
-            f"{model_id!r}; refusing to train on another model's embeddings."
-        )
-    shape = tuple(embedding.features.shape)
-    if len(shape) != 4 or shape[1] != channels:
-        raise FinetuneError(
-            f"{source}: the embedding has shape {shape}, the model needs (1, {channels}, 64, 64); "
-            "it was not made by this model. Clear the embedding store and try again."
-        )
-
-
-def _trainable_input(embedding: ImageEmbedding) -> torch.Tensor:
-    # the engine's embeddings are inference-mode tensors, which autograd may not save
-    return embedding.features.detach().clone()
-
-
-def _augmented_batch(
-    sam: Any,
-    planes: Sequence[TrainingPlane],
-    rng: np.random.Generator,
-    augment: bool,
-    geometry: Geometry,
-) -> tuple[torch.Tensor, list[PlaneTargets]]:
-    """Encode (randomly flipped and turned) planes with gradients; their targets."""
-    rgbs, targets = [], []
-    for plane in planes:
-        rgb, labels = plane.rgb, plane.labels
-        if augment:
-            turns = int(rng.integers(0, 4))
-            rgb, labels = np.rot90(rgb, turns), np.rot90(labels, turns)
-            if rng.random() < 0.5:
-                rgb, labels = rgb[:, ::-1], labels[:, ::-1]
-            rgb, labels = np.ascontiguousarray(rgb), np.ascontiguousarray(labels)
-        rgbs.append(rgb)
-        targets.append(geometry.targets(labels, plane.object_ids()))
-    return encode_planes(sam, rgbs), targets
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """The model's input size and mask grid (1024 and 256 for every SAM)."""
-
-    encoder_size: int
-    grid: int
-
-    @classmethod
-    def of(cls, sam: Any) -> Geometry:
-        embedding_size = int(sam.prompt_encoder.image_embedding_size[0])
-        return cls(int(sam.image_encoder.img_size), 4 * embedding_size)
-
-    def targets(self, labels: np.ndarray, ids: list[int]) -> PlaneTargets:
-        return plane_targets(labels, ids, encoder_size=self.encoder_size, grid=self.grid)
 
 
 def _state_copy(sam: Any, frozen: bool) -> dict[str, torch.Tensor]:
