@@ -237,8 +237,8 @@ def run(args, image: np.ndarray, points: np.ndarray, busy_pid: int | None = None
         raise RuntimeError("micro-sam did not compute the embedding (see its messages above)")
     other_load_embed = cpu_load_embed.other_load()
     first_row, first_col = points[0]
+    gap.stop_after(ready)  # the gaps of loading + embedding only, not of the first prompt
     first_drawn = segment_point_and_wait(first_row, first_col)
-    gap.stop_after(ready)
     first_mask_pixels = int(np.count_nonzero(mask_layer.data))
     details["point_label"] = str(point_layer.properties["label"][-1])  # "positive"
     if args.screenshot is not None:  # after the clock stopped

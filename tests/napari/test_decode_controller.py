@@ -42,11 +42,13 @@ class FakeSegmenter:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.threads: list[threading.Thread] = []  # where each decode ran
         self.gate: threading.Event | None = None  # set: the decode waits for it
         self.started = threading.Event()  # a decode is running
 
     def predict(self, embedding, prompts: Prompts, multimask=None) -> DecodeResult:
         self.calls += 1
+        self.threads.append(threading.current_thread())
         self.started.set()
         if self.gate is not None:
             self.gate.wait(5)
@@ -327,3 +329,52 @@ def test_recent_slow_decodes_skip_the_wait(setup):
     setup.controller.request()
     assert time.perf_counter() - started < 0.5 and setup.controller.result is None
     gate.set()
+
+
+@waiting
+def test_once_decodes_are_known_to_be_fast_they_run_on_the_calling_thread(setup):
+    setup.view.prompts = Prompts.from_points([[2, 3]])
+    setup.controller.request()  # the first decode runs on the decode thread: it is timed
+    assert setup.state.segmenter.threads[-1] is not threading.current_thread()
+    assert setup.controller.last_decode_seconds is not None
+    setup.view.prompts = Prompts.from_points([[2, 3], [5, 5]])
+    setup.controller.request()
+    assert setup.state.segmenter.threads[-1] is threading.current_thread()
+    assert setup.controller.result.masks[0, :2].all()  # shown at once, for these prompts
+
+
+@waiting
+def test_a_decode_here_makes_older_decodes_stale(setup):
+    gate = threading.Event()
+    setup.view.prompts = Prompts.from_points([[2, 3]])
+    setup.controller.request()  # timed: fast
+    setup.controller.last_decode_seconds = 0.9  # slow for now: the press goes to the thread
+    setup.state.segmenter.gate = gate
+    setup.state.segmenter.started.clear()
+    setup.controller.decode_on_press(np.array([6.0, 6.0]), 1)
+    assert setup.state.segmenter.started.wait(5)
+    setup.state.segmenter.gate = None
+    setup.controller.last_decode_seconds = 0.01  # fast again
+    setup.view.prompts = Prompts.from_points([[2, 3], [4, 4], [5, 5]])  # other prompts
+    setup.controller.request()  # decoded here; the press decode is now stale
+    shown = setup.controller.result
+    gate.set()
+    setup.controller.on_decoded(setup.wait(2))
+    assert setup.controller.result is shown and shown.masks[0, :3].all()
+
+
+@waiting
+def test_a_fast_press_decodes_here_and_the_release_shows_it(setup):
+    setup.view.prompts = Prompts.from_points([[2, 3]])
+    setup.controller.request()  # timed: fast
+    calls = setup.state.segmenter.calls
+    setup.controller.decode_on_press(np.array([6.0, 6.0]), 1)
+    assert setup.state.segmenter.calls == calls + 1  # decoded during the press
+    assert setup.state.segmenter.threads[-1] is threading.current_thread()
+    assert (
+        setup.controller.result.masks[0, :1].all() and not setup.controller.result.masks[0, 1].any()
+    )
+    setup.view.prompts = Prompts.from_points([[2, 3], [6, 6]])  # the release adds the point
+    setup.controller.request()
+    assert setup.state.segmenter.calls == calls + 1  # no second decode
+    assert setup.controller.result.masks[0, :2].all()

@@ -12,11 +12,14 @@ view and ``post`` calling back directly.
 A left click starts decoding at mouse press (:meth:`DecodeController.decode_on_press`), with
 the point napari adds on release: the result is kept until that point lands.
 
-One frame, not two: when prompts change, the GUI thread waits for the decode it just asked
-for — at most :data:`WAIT_LIMIT`, and only when recent decodes were that fast — and shows the
-mask before napari draws again, so the new point and its mask appear in the same frame and
-the decode has the CPU to itself meanwhile (no frame of the point rendering in parallel). A
-slower decode (a busy machine, a large image by tiles) is shown when it arrives, as before.
+One frame, not two: when prompts change and recent decodes were fast (under
+:data:`WAIT_LIMIT`), the GUI thread decodes them itself — as micro-sam does — and shows the
+mask before napari draws again, so the new point and its mask appear in the same frame, the
+decode has the CPU to itself (no frame of the point rendering in parallel) and no thread
+hand-off or second OpenMP team slows it down. A decode already running (started at mouse
+press) is waited for, at most :data:`WAIT_LIMIT`. Slow decodes (a busy machine, the first
+decode of a model, a large image by tiles) run on the decode thread and are shown when they
+arrive.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ class DecodeController:
         self._ticket = 0  # the runner's ticket of _submitted
         self._handled = 0  # the newest ticket whose outcome was handled here
         self._early: Decoded | None = None  # decoded at mouse press, its point not yet added
-        self.last_decode_seconds: float | None = None  # measured on the decode thread
+        self._measured: float | None = None  # a decode timed here (tests may set it)
         self._runner = LatestOnlyRunner(post, name="promptseg-decode")
 
     # -- requests -------------------------------------------------------------------------
@@ -134,6 +137,9 @@ class DecodeController:
             self._show(*self._early)  # decoded from the mouse press already
             return
         if not prompts.same_as(self._submitted):
+            if self._fast_enough():
+                self._decode_here(prompts)
+                return
             self._submit(prompts)
         self._wait_and_show(self._ticket)  # also a decode started at mouse press
 
@@ -157,8 +163,12 @@ class DecodeController:
             return
         prompts = self.view.read_prompts(ref)
         prompts = prompts.with_point(ref.to_plane(point)[0], label)
-        if not prompts.same_as(self._submitted):
-            self._submit(prompts)  # no wait: napari handles the press meanwhile
+        if prompts.same_as(self._submitted):
+            return
+        if self._fast_enough():
+            self._decode_here(prompts, show=False)  # kept until the point lands on release
+        else:
+            self._submit(prompts)  # napari handles the press and release meanwhile
 
     def cancel_pending(self) -> None:
         """Forget the decode in flight and any early result."""
@@ -174,26 +184,77 @@ class DecodeController:
         self._runner.close()
 
     def _submit(self, prompts: Prompts) -> None:
+        job = self._job(prompts)
+        if job is not None:
+            self._submitted, self._early = prompts, None
+            self._ticket = self._runner.submit(job)
+
+    def _decode_here(self, prompts: Prompts, *, show: bool = True) -> None:
+        """Decode ``prompts`` on this thread (see the module docstring); show the result, or
+        with ``show=False`` keep it until those prompts are on the layers."""
+        job = self._job(prompts)
+        if job is None:
+            return
+        self._runner.cancel_pending()  # what runs or waits there is older: stale now
+        self._handled = self._runner.latest_ticket
+        self._submitted, self._early = prompts, None
+        try:
+            target, decoded, result = job()
+        except Exception as error:  # reported like a failed decode on the thread
+            self._failed(error)
+            return
+        if show:
+            self._show(target, decoded, result)
+        else:
+            self._early = (target, decoded, result)
+
+    @property
+    def last_decode_seconds(self) -> float | None:
+        """How long the latest decode of this model took (measured by the engine: also the
+        one the embedding worker runs to warm the decoder up), None before any."""
+        segmenter = self.state.segmenter
+        measured = getattr(segmenter, "last_predict_seconds", None)
+        return measured if measured is not None else self._measured
+
+    @last_decode_seconds.setter
+    def last_decode_seconds(self, seconds: float | None) -> None:
+        self._measured = seconds
+        if self.state.segmenter is not None and hasattr(
+            self.state.segmenter, "last_predict_seconds"
+        ):
+            self.state.segmenter.last_predict_seconds = seconds
+
+    def _fast_enough(self) -> bool:
+        """Whether decoding here keeps the GUI thread busy for at most :attr:`wait_limit`."""
+        recent = self.last_decode_seconds
+        return (
+            self.wait_limit > 0
+            and self.state.tiled is None
+            and recent is not None
+            and 1.5 * recent <= self.wait_limit
+        )
+
+    def _job(self, prompts: Prompts) -> Callable[[], Decoded] | None:
+        """The decode of ``prompts`` for the plane in view, as a job for any thread."""
         state = self.state
         target, segmenter = state.current_target(), state.segmenter
         embedding, tiled, multimask = state.embedding, state.tiled, state.multimask
         if target is None or segmenter is None:
-            return
-        self._submitted, self._early = prompts, None
+            return None
 
         def job() -> Decoded:
             started = time.perf_counter()
             if tiled is None:
                 assert embedding is not None  # has_pixels was checked
                 result = segmenter.predict(embedding, prompts, multimask=multimask)
-                self.last_decode_seconds = time.perf_counter() - started
+                self._measured = time.perf_counter() - started
                 return target, prompts, result
             needed = tiled.tiles_needed(prompts, multimask)
             if needed:  # embedding is slow: done in the embedding worker, not here
                 return target, prompts, needed
             return target, prompts, tiled.predict(prompts, multimask, embed_missing=False)
 
-        self._ticket = self._runner.submit(job)
+        return job
 
     def _wait_and_show(self, ticket: int) -> None:
         """Handle decode ``ticket`` now if it finishes within the wait budget."""
@@ -216,12 +277,7 @@ class DecodeController:
         if outcome.stale or not self._runner.is_current(outcome.ticket):
             return  # superseded, or reset()/clear() cancelled it after it finished
         if outcome.error is not None:
-            self._submitted = None
-            if isinstance(outcome.error, PromptError):
-                self._status(f"prompt problem: {outcome.error}")
-                self.set_result(None)
-            else:
-                self._problem(f"decoding failed: {outcome.error}", outcome.error)
+            self._failed(outcome.error)
             return
         target, prompts, result = outcome.result
         state = self.state
@@ -240,6 +296,14 @@ class DecodeController:
             self._early = outcome.result  # decoded on press; the point lands on release
             return
         self._show(target, prompts, result)
+
+    def _failed(self, error: BaseException) -> None:
+        self._submitted = None
+        if isinstance(error, PromptError):
+            self._status(f"prompt problem: {error}")
+            self.set_result(None)
+        else:
+            self._problem(f"decoding failed: {error}", error)
 
     def _show(self, target: Target, prompts: Prompts, result: DecodeResult | list[Tile]) -> None:
         if isinstance(result, list):

@@ -84,7 +84,7 @@ class EmbeddingController:
         def job() -> Generator[tuple[int, int], None, ImageEmbedding]:
             rgb = slice_rgb(layer, ref)
             embedding = yield from segmenter.iter_embed(rgb)
-            segmenter.decoder.prepare(embedding)  # the first click need not pay for it
+            segmenter.warm_up_decoder(embedding)  # the first click pays for neither; timed
             return embedding
 
         where = f" ({ref.describe()})" if ref.fixed else ""

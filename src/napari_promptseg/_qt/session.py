@@ -38,7 +38,7 @@ from ..core.sam.engine import PromptSegmenter
 from ..core.sam.prompts import NEGATIVE, POSITIVE
 from ..core.workflows.tiling import TiledImage
 from .embedding import EmbeddingController
-from .workers import WorkerSlot
+from .workers import WorkerSlot, let_idle_workers_exit
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class SegmentationSession(QObject):
         )
         self._model_slot = WorkerSlot(self)
         warm_up_building()  # here, not in the loading worker: there it would freeze the GUI
+        let_idle_workers_exit()  # their torch thread teams would slow decodes on this thread
         self._connected_prompt_layers: list = []
         self._on_click = label_on_click(self.state, self.decoding.decode_on_press)
         self._decoded.connect(self.decoding.on_decoded)

@@ -328,7 +328,13 @@ class PromptSegWidget(QWidget):
         segmenter = self.session.segmenter
         device = describe_device(segmenter.sam.device) if segmenter is not None else ""
         self.model_label.setText(f"{name} on {device}")
-        # a model made in this session (Finetune) joins the list ("my models"): show it chosen
+        # a model made in this session (Finetune) joins the list ("my models"): show it chosen.
+        # A built-in registry name never moves the user's choice in the list.
+        from ..core.models.registry import MODELS, MY_MODELS_GROUP
+
+        spec = MODELS.get(name)
+        if spec is not None and spec.group != MY_MODELS_GROUP:
+            return
         if self.model_combo.findData(name) < 0:
             fill_model_combo(self.model_combo)
             self.model_combo.blockSignals(True)

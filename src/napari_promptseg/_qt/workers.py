@@ -23,11 +23,38 @@ from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
-BACKGROUND_NICE = 10  # how much lower than the GUI a background job runs (Linux)
-#: Overrides BACKGROUND_NICE (an integer 0-19), e.g. to compare settings in benchmarks/bench_busy.py.
+#: How much lower than the GUI a background job runs (Linux nice). 0: the same priority.
+#: Measured (benchmarks/bench_busy.py, vit_b, 2 cores): with another process busy on one core,
+#: load + embed took 2.28x its quiet time at nice 10 — torch's worker threads inherit the
+#: nice value and the one sharing a core with the other process loses it, so every parallel
+#: region waits — against 1.63x at nice 0 (micro-sam, which embeds on the GUI thread: 1.6x);
+#: the GUI's longest gap while embedding was 44 / 87 ms (quiet / busy) at nice 10 and
+#: 49 / 66 ms at nice 0. Fair sharing of 2 cores with a third busy thread bounds the ratio
+#: near 1.5x.
+BACKGROUND_NICE = 0
+#: Overrides BACKGROUND_NICE (an integer 0-19): a higher value keeps napari smoother while
+#: embedding on a machine where nothing else runs, at the cost of slow embeddings when
+#: something does.
 NICE_ENV = "NAPARI_PROMPTSEG_BACKGROUND_NICE"
 
 SIGNALS = ("started", "yielded", "returned", "errored", "aborted", "finished")
+
+#: Idle worker threads of Qt's global pool exit after this many ms (Qt's default: 30 000).
+#: A thread that ran torch keeps an OpenMP thread team for as long as it lives; with more
+#: OpenMP threads than cores libgomp stops spinning between parallel regions, and a decode on
+#: the GUI thread then sleeps and wakes its helper thread at each of its ~200 regions. Measured
+#: (vit_b, 2 cores, point added → mask drawn, medians of 20): 119 ms with the embedding
+#: worker's thread idling on, 106 ms once it has exited.
+WORKER_EXPIRY_MS = 100
+
+
+def let_idle_workers_exit() -> None:
+    """Make idle pool threads exit after :data:`WORKER_EXPIRY_MS` (never lengthens it)."""
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    if pool is not None and (pool.expiryTimeout() < 0 or pool.expiryTimeout() > WORKER_EXPIRY_MS):
+        pool.setExpiryTimeout(WORKER_EXPIRY_MS)
 
 
 def connected_worker(job: Callable, *args, background: bool = False, **slots: Callable):
@@ -140,14 +167,12 @@ class WorkerSlot:
 
 
 def run_in_background(job: Callable) -> Callable:
-    """``job`` (a function or generator function) that first lowers its thread's priority.
+    """``job`` (a function or generator function) that first sets its thread's priority to
+    :func:`background_nice` (no change at the default 0; see :data:`BACKGROUND_NICE`).
 
-    On 2-4 cores a SAM encoder using every core starves napari's GUI thread (measured:
-    timer gaps over 100 ms). A nicer worker thread leaves the GUI the CPU when it needs
-    it and costs the embedding almost nothing when the GUI is idle. Linux only (elsewhere
-    thread priorities are not set this way); threads torch starts from this thread
-    inherit the priority. A pool thread keeps the lower priority afterwards (raising it
-    back needs privileges), which suits the background jobs that reuse it.
+    Linux only (elsewhere thread priorities are not set this way); threads torch starts
+    from this thread inherit the priority. A pool thread keeps a lower priority afterwards
+    (raising it back needs privileges).
     """
     if inspect.isgeneratorfunction(job):
 

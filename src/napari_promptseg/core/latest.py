@@ -81,9 +81,11 @@ class LatestOnlyRunner:
         """
         with self._condition:
             self._condition.wait_for(
-                lambda: self._closed
-                or (self._finished is not None and self._finished.ticket >= ticket)
-                or (self._pending is not None and self._pending[0] > ticket),
+                lambda: (
+                    self._closed
+                    or (self._finished is not None and self._finished.ticket >= ticket)
+                    or (self._pending is not None and self._pending[0] > ticket)
+                ),
                 timeout,
             )
             finished = self._finished

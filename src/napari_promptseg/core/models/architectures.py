@@ -17,6 +17,7 @@ from typing import Any
 from segment_anything import build_sam_vit_b, build_sam_vit_h, build_sam_vit_l
 from segment_anything.modeling import Sam
 
+from .demo import DEMO_MODEL_TYPE, build_demo_sam
 from .families import infer_model_type
 from .family_builders import SAM2_1_CONFIGS, build_mobilesam_vit_t, build_sam2_1
 from .tiny import TINY_MODEL_TYPE, build_tiny_sam
@@ -33,6 +34,8 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "vit_h": build_sam_vit_h,
     # the tiny test model goes through the same loading code as the real ones
     TINY_MODEL_TYPE: build_tiny_sam,
+    # the demo model: small SAM, decoder trained on synthetic cells (weights ship inside)
+    DEMO_MODEL_TYPE: build_demo_sam,
     "vit_t": build_mobilesam_vit_t,
     **{mtype: partial(build_sam2_1, mtype) for mtype in SAM2_1_CONFIGS},
 }
@@ -40,6 +43,6 @@ BUILDERS: dict[str, Callable[..., Any]] = {
 #: types whose builders work on PyTorch's "meta" device (no random initialisation to throw
 #: away). TinyViT and Hiera compute values while being built (attention-bias tables, stochastic
 #: depth rates), so MobileSAM and SAM 2.1 are built for real (≈ 0.2 s and 1-4 s on a CPU).
-META_BUILDABLE = frozenset({"vit_b", "vit_l", "vit_h", TINY_MODEL_TYPE})
+META_BUILDABLE = frozenset({"vit_b", "vit_l", "vit_h", TINY_MODEL_TYPE, DEMO_MODEL_TYPE})
 
 __all__ = ["BUILDERS", "META_BUILDABLE", "SamModel", "infer_model_type"]

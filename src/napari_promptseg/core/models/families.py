@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ModelError
+from .demo import DEMO_ENCODER_DEPTH, DEMO_ENCODER_WIDTH, DEMO_MODEL_TYPE
 from .tiny import TINY_MODEL_TYPE
 
 
@@ -64,7 +65,7 @@ FAMILIES: dict[str, ModelFamily] = {
     SAM: ModelFamily(
         name=SAM,
         title="SAM",
-        model_types=("vit_b", "vit_l", "vit_h", TINY_MODEL_TYPE),
+        model_types=("vit_b", "vit_l", "vit_h", TINY_MODEL_TYPE, DEMO_MODEL_TYPE),
         package="segment_anything",
         install="pip install segment-anything",
     ),
@@ -126,6 +127,7 @@ _SAM_ENCODERS = {
     (1024, 24): "vit_l",
     (1280, 32): "vit_h",
     (48, 2): TINY_MODEL_TYPE,
+    (DEMO_ENCODER_WIDTH, DEMO_ENCODER_DEPTH): DEMO_MODEL_TYPE,
 }
 # SAM 2 Hiera trunks: (embedding width, number of blocks)
 _HIERA_TRUNKS = {

@@ -91,6 +91,7 @@ class PromptSegmenter:
         self.decoder: Decoder = self.runner.decoder
         self.cache = cache if cache is not None else EmbeddingCache()
         self.store = store
+        self.last_predict_seconds: float | None = None  # the most recent predict()
         self.encoder_calls = 0  # how many times the image encoder really ran
         self._count_lock = threading.Lock()
 
@@ -195,8 +196,23 @@ class PromptSegmenter:
     def predict(
         self, embedding: ImageEmbedding, prompts: Prompts, multimask: bool | None = None
     ) -> DecodeResult:
-        """Masks for ``prompts`` (napari (row, col) frame) on an embedded image."""
-        return self.decoder.predict(embedding, prompts, multimask=multimask)
+        """Masks for ``prompts`` (napari (row, col) frame) on an embedded image.
+
+        Its duration is kept in :attr:`last_predict_seconds` (the napari session decodes on
+        the GUI thread only while decodes are fast).
+        """
+        started = time.perf_counter()
+        result = self.decoder.predict(embedding, prompts, multimask=multimask)
+        self.last_predict_seconds = time.perf_counter() - started
+        return result
+
+    def warm_up_decoder(self, embedding: ImageEmbedding) -> float:
+        """Prepare the decoder for ``embedding`` and decode one point at its centre, so the
+        first click on it pays for neither; returns that decode's duration in seconds."""
+        self.decoder.prepare(embedding)
+        rows, cols = embedding.original_size
+        self.predict(embedding, Prompts.from_points([[(rows - 1) / 2, (cols - 1) / 2]]))
+        return self.last_predict_seconds if self.last_predict_seconds is not None else 0.0
 
     def segment(
         self, rgb: np.ndarray, prompts: Prompts, multimask: bool | None = None

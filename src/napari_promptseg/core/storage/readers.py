@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(tifffile.imread(path))
         import imageio.v3 as iio
 
-        return np.asarray(iio.imread(path))
+        with warnings.catch_warnings():
+            # on a file no plugin reads, imageio tries its legacy DICOM reader, which warns
+            # about its own deprecation: noise for our user, the ImageError below says it all
+            warnings.filterwarnings("ignore", "The legacy `DICOM` plugin", DeprecationWarning)
+            return np.asarray(iio.imread(path))
     except Exception as exc:  # any decoder error: name the file, keep the reason
         raise ImageError(f"cannot read image {path}: {exc}") from exc
 
