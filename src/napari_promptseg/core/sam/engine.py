@@ -36,6 +36,7 @@ from .embedding import (
 from .families import Decoder, FamilyRunner, require, runner_for
 from .image import image_fingerprint
 from .prompts import Prompts
+from .threads import DecodeThreads, torch_threads
 
 
 class EmbeddingStoreLike(Protocol):
@@ -92,6 +93,10 @@ class PromptSegmenter:
         self.cache = cache if cache is not None else EmbeddingCache()
         self.store = store
         self.last_predict_seconds: float | None = None  # the most recent predict()
+        # CPU decodes: all threads, or one while another process competes for the cores
+        self.decode_threads: DecodeThreads | None = (
+            DecodeThreads() if _device_type(sam) == "cpu" else None
+        )
         self.encoder_calls = 0  # how many times the image encoder really ran
         self._count_lock = threading.Lock()
 
@@ -201,9 +206,14 @@ class PromptSegmenter:
         Its duration is kept in :attr:`last_predict_seconds` (the napari session decodes on
         the GUI thread only while decodes are fast).
         """
+        choice = self.decode_threads
+        threads = choice.choose() if choice is not None else torch.get_num_threads()
         started = time.perf_counter()
-        result = self.decoder.predict(embedding, prompts, multimask=multimask)
+        with torch_threads(threads):
+            result = self.decoder.predict(embedding, prompts, multimask=multimask)
         self.last_predict_seconds = time.perf_counter() - started
+        if choice is not None:
+            choice.record(threads, self.last_predict_seconds)
         return result
 
     def warm_up_decoder(self, embedding: ImageEmbedding) -> float:
@@ -211,7 +221,14 @@ class PromptSegmenter:
         first click on it pays for neither; returns that decode's duration in seconds."""
         self.decoder.prepare(embedding)
         rows, cols = embedding.original_size
-        self.predict(embedding, Prompts.from_points([[(rows - 1) / 2, (cols - 1) / 2]]))
+        prompts = Prompts.from_points([[(rows - 1) / 2, (cols - 1) / 2]])
+        # on a CPU, one decode per thread option: the clicks then start on the faster one
+        options = self.decode_threads.options if self.decode_threads is not None else (0,)
+        for _ in options:
+            self.predict(embedding, prompts)
+        if self.decode_threads is not None and self.decode_threads.average:
+            # what the next click will cost: the faster option's time
+            self.last_predict_seconds = min(self.decode_threads.average.values())
         return self.last_predict_seconds if self.last_predict_seconds is not None else 0.0
 
     def segment(
@@ -219,3 +236,9 @@ class PromptSegmenter:
     ) -> DecodeResult:
         """Embed (cached) and predict in one call."""
         return self.predict(self.embed(rgb), prompts, multimask=multimask)
+
+
+def _device_type(sam: Any) -> str:
+    """ "cpu", "cuda", "mps", … of the model's parameters ("cpu" for a model without any)."""
+    parameter = next(iter(sam.parameters()), None) if hasattr(sam, "parameters") else None
+    return parameter.device.type if parameter is not None else "cpu"

@@ -1,0 +1,101 @@
+"""How many CPU threads a decode uses: all of torch's when the cores are free, one when
+another process competes for them.
+
+Why: torch runs a decode as a few hundred short parallel regions, and each one waits at
+its barrier for the slowest of its threads. When another busy process takes one of two
+cores, one of our two threads is preempted for a scheduler time slice at a time, and every
+region waits for it: a vit_b decode took 705 ms instead of 92 ms
+(``benchmarks/bench_peers.py --busy``). On one thread nothing waits, and the decode costs
+about 1.5x its quiet time. Which case holds is only known by measuring, so the chooser
+times every decode and keeps the thread count that is faster now, trying the other one
+now and then (the machine's load changes).
+
+Thread counts are per calling thread in torch's OpenMP backend: the embedding worker's
+threads are not touched. :func:`torch_threads` restores the count after each decode.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads on this thread, then restore."""
+    before = torch.get_num_threads()
+    if count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class DecodeThreads:
+    """Chooses between all threads and one from the measured durations of recent decodes.
+
+    The option in use keeps a moving average of its durations, the other one its latest
+    time; the chooser stays with the option in use until the other one is clearly faster
+    (by ``margin``), so single noisy decodes do not flip it. The option not in use is timed again every ``explore_every``
+    decodes: a busy process may have stopped, or started.
+
+    Parameters
+    ----------
+    threads
+        The "all threads" option (default: ``torch.get_num_threads()`` when created).
+    explore_every
+        Every this many decodes, the option not in use is timed once more. An option never
+        timed is tried on the next decode (the engine's warm-up decode times both).
+    margin
+        The other option takes over when its average is below ``margin`` times this one's.
+    """
+
+    def __init__(
+        self, threads: int | None = None, *, explore_every: int = 32, margin: float = 0.9
+    ) -> None:
+        many = threads if threads is not None else torch.get_num_threads()
+        self.options: tuple[int, ...] = (many, 1) if many > 1 else (1,)
+        self.explore_every = explore_every
+        self.margin = margin
+        self.average: dict[int, float] = {}  # option → moving average of its durations (s)
+        self.current = self.options[0]
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def choose(self) -> int:
+        """The thread count for the next decode."""
+        with self._lock:
+            if len(self.options) == 1:
+                return self.current
+            self._count += 1
+            other = self._other()
+            if other not in self.average or self._count % self.explore_every == 0:
+                return other
+            return self.current
+
+    def record(self, threads: int, seconds: float) -> None:
+        """Note that a decode on ``threads`` threads took ``seconds``."""
+        with self._lock:
+            if threads not in self.options:
+                return
+            before = self.average.get(threads)
+            # the option in use: a moving average; the other one was timed only now and
+            # then, under whatever load there was: its latest time replaces the old figure
+            fresh = before is None or threads != self.current
+            self.average[threads] = seconds if fresh else (before + seconds) / 2
+            other = self._other()
+            if other in self.average and self.current in self.average:
+                if self.average[other] < self.margin * self.average[self.current]:
+                    self.current = other
+
+    def _other(self) -> int:
+        return self.options[-1] if self.current == self.options[0] else self.options[0]
+
+
+__all__ = ["DecodeThreads", "torch_threads"]
