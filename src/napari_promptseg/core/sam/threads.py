@@ -90,9 +90,9 @@ class DecodeThreads:
             fresh = before is None or threads != self.current
             self.average[threads] = seconds if fresh else (before + seconds) / 2
             other = self._other()
-            if other in self.average and self.current in self.average:
-                if self.average[other] < self.margin * self.average[self.current]:
-                    self.current = other
+            known = other in self.average and self.current in self.average
+            if known and self.average[other] < self.margin * self.average[self.current]:
+                self.current = other
 
     def _other(self) -> int:
         return self.options[-1] if self.current == self.options[0] else self.options[0]
