@@ -36,12 +36,7 @@ import numpy as np
 import torch
 
 from napari_promptseg.core import PromptSegmenter
-from napari_promptseg.core.models.demo import (
-    DEMO_LOCALITY_GAIN,
-    DEMO_MODEL_TYPE,
-    DEMO_PE_SCALE,
-    build_demo_sam,
-)
+from napari_promptseg.core.models.demo import DEMO_MODEL_TYPE, DEMO_PE_SCALE, build_demo_sam
 from napari_promptseg.core.models.device import select_device
 from napari_promptseg.core.models.my_models import METADATA_KEY
 from napari_promptseg.core.models.tiny import TINY_MODEL_TYPE, build_tiny_sam
@@ -66,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def build(seed: int):
         return (
-            builder(seed=seed, pe_scale=args.pe_scale, locality_gain=args.locality_gain)
+            builder(seed=seed, pe_scale=args.pe_scale)
             if args.arch == "demo"
             else builder(seed=seed)
         )
@@ -159,12 +154,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=DEMO_PE_SCALE,
         help="demo: scale of the positional encoding's random frequencies",
-    )
-    parser.add_argument(
-        "--locality-gain",
-        type=float,
-        default=DEMO_LOCALITY_GAIN,
-        help="demo: initial scale of the tied query/key projections (0: upstream's init)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cpu, cuda (default: best available)")

@@ -17,7 +17,10 @@ import time
 # workers of a cluster load the slow model too). The __main__ guard matters: Dask's worker
 # processes are spawned and import the main module again.
 SCRIPT = """
-import dataclasses, functools, sys
+import dataclasses, functools, signal, sys
+# as in a terminal, even when the tests run in a background job (whose SIGINT is ignored,
+# and an ignored signal stays ignored in the processes it starts)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from napari_promptseg.cli import main, scale
 from napari_promptseg.testing import make_slow
 

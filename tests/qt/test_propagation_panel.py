@@ -68,6 +68,7 @@ def open_on(viewer, qtbot, segmenter, stack, step: dict[int, int]):
     viewer.window.add_dock_widget(widget, name="Prompt segmentation")
     widget.session.set_segmenter(segmenter)
     wait_embedded(qtbot, widget)
+    segmenter.decoded = 0  # the embedding worker's warm-up decodes are not propagation's
     panel = next(p for p in widget.panels if isinstance(p, PropagationPanel))
     return widget, panel
 

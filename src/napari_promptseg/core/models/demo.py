@@ -31,8 +31,6 @@ DEMO_ENCODER_DEPTH = 2
 DEMO_EMBED_DIM = 64  # prompt / transformer width (256 in the real models)
 #: Standard deviation of the positional encoding's Gaussian frequency matrix (SAM: 1.0).
 DEMO_PE_SCALE = 8.0
-#: Initial scale of the tied query/key projections of the decoder's cross-attentions.
-DEMO_LOCALITY_GAIN = 3.0
 
 
 def build_demo_sam(
@@ -41,7 +39,6 @@ def build_demo_sam(
     seed: int = 0,
     pe_scale: float = DEMO_PE_SCALE,
     embed_dim: int = DEMO_EMBED_DIM,
-    locality_gain: float = DEMO_LOCALITY_GAIN,
 ) -> Sam:
     """Build the demo SAM with seeded random weights; with ``checkpoint``, load its weights.
 
@@ -56,12 +53,6 @@ def build_demo_sam(
         Scale of the positional encoding's random frequencies.
     embed_dim
         Prompt encoder / mask decoder width (a checkpoint of another width does not load).
-    locality_gain
-        The decoder's cross-attentions (prompt tokens ↔ image tokens) start with equal
-        query and key projections, scaled by this: the attention score of two positions
-        then starts as the similarity of their positional encodings (a click attends to the
-        image near it), which a decoder trained from scratch finds only after many steps
-        otherwise. 0 keeps segment_anything's own initialisation.
     """
     from segment_anything.modeling import (
         ImageEncoderViT,
@@ -109,8 +100,6 @@ def build_demo_sam(
         with torch.no_grad():
             matrix = sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
             matrix.normal_().mul_(pe_scale)
-            if locality_gain:
-                _tie_cross_attention(sam.mask_decoder.transformer, locality_gain)
     finally:
         torch.random.set_rng_state(generator_state)
     sam.eval()
@@ -119,15 +108,3 @@ def build_demo_sam(
 
         sam.load_state_dict(load_state_dict(checkpoint))
     return sam
-
-
-def _tie_cross_attention(transformer: torch.nn.Module, gain: float) -> None:
-    """Give every token↔image attention equal query and key projections (times ``gain``)."""
-    attentions = [transformer.final_attn_token_to_image]
-    for block in transformer.layers:
-        attentions += [block.cross_attn_token_to_image, block.cross_attn_image_to_token]
-    for attention in attentions:
-        attention.q_proj.weight.mul_(gain)
-        attention.k_proj.weight.copy_(attention.q_proj.weight)
-        attention.q_proj.bias.zero_()
-        attention.k_proj.bias.zero_()

@@ -87,8 +87,10 @@ class DecodeThreads:
             before = self.average.get(threads)
             # the option in use: a moving average; the other one was timed only now and
             # then, under whatever load there was: its latest time replaces the old figure
-            fresh = before is None or threads != self.current
-            self.average[threads] = seconds if fresh else (before + seconds) / 2
+            if before is None or threads != self.current:
+                self.average[threads] = seconds
+            else:
+                self.average[threads] = (before + seconds) / 2
             other = self._other()
             known = other in self.average and self.current in self.average
             if known and self.average[other] < self.margin * self.average[self.current]:
