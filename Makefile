@@ -1,6 +1,6 @@
 # napari-promptseg developer tasks. Plain POSIX make: no GNU-only features.
 #
-#   make venv    create .venv (if missing) and install the package with its [all,test] extras
+#   make venv    create .venv (if missing) and install the package with its [all,test,sam2] extras
 #   make test    the architecture checks (make check), then the whole test suite under Xvfb
 #   make run     open napari with the synthetic sample image and the widget docked
 #   make run-cli segment the sample image from a points file with the CLI (no GUI)

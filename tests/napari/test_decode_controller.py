@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from napari_promptseg._napari.decoding import DecodeController
 from napari_promptseg._napari.slices import SliceRef
@@ -378,3 +379,29 @@ def test_a_fast_press_decodes_here_and_the_release_shows_it(setup):
     setup.controller.request()
     assert setup.state.segmenter.calls == calls + 1  # no second decode
     assert setup.controller.result.masks[0, :2].all()
+
+
+@waiting
+def test_prompt_decodes_follow_the_faster_thread_count(setup):
+    """The controller times its decodes per torch thread count (core.sam.threads): when one
+    thread is faster (another process busy on a core), the next decodes use one."""
+    choice = setup.controller.threads
+    if len(choice.options) == 1:
+        pytest.skip("one CPU thread: nothing to choose")
+    many = choice.options[0]
+    choice.record(many, 0.70)  # as the warm-up times them on a busy machine
+    choice.record(1, 0.15)
+    seen = []
+    segmenter = setup.state.segmenter
+    original = segmenter.predict
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    segmenter.predict = spy
+    setup.controller.last_decode_seconds = 0.15
+    setup.view.prompts = Prompts.from_points([[2, 3]])
+    setup.controller.request()
+    assert setup.controller.result is not None and seen == [1]
+    assert torch.get_num_threads() == many  # restored after the decode

@@ -29,11 +29,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from ..core.errors import PromptError
 from ..core.latest import JobOutcome, LatestOnlyRunner
 from ..core.sam.decode import DecodeResult
 from ..core.sam.prompts import Prompts
+from ..core.sam.threads import DecodeThreads, runs_on_cpu, torch_threads
 from ..core.workflows.tiling import Tile
 from .slices import SliceRef
 from .state import SessionState, Target
@@ -110,6 +112,8 @@ class DecodeController:
         self._early: Decoded | None = None  # decoded at mouse press, its point not yet added
         self._measured: float | None = None  # a decode timed here (tests may set it)
         self._runner = LatestOnlyRunner(post, name="promptseg-decode")
+        # CPU: all torch threads, or one while another process competes for the cores
+        self.threads = DecodeThreads()
 
     # -- requests -------------------------------------------------------------------------
 
@@ -208,6 +212,14 @@ class DecodeController:
         else:
             self._early = (target, decoded, result)
 
+    def warm_up(self, segmenter: Any, embedding: Any) -> None:
+        """Prepare ``segmenter``'s decoder for ``embedding`` and time one decode per thread
+        option (run in the embedding worker, so the first click pays for neither)."""
+        counts = self.threads.options if runs_on_cpu(getattr(segmenter, "sam", None)) else ()
+        for count, seconds in segmenter.warm_up_decoder(embedding, counts).items():
+            if counts:
+                self.threads.record(count, seconds)
+
     @property
     def last_decode_seconds(self) -> float | None:
         """How long the latest decode of this model took (measured by the engine: also the
@@ -246,8 +258,12 @@ class DecodeController:
             started = time.perf_counter()
             if tiled is None:
                 assert embedding is not None  # has_pixels was checked
-                result = segmenter.predict(embedding, prompts, multimask=multimask)
+                count = self.threads.choose() if runs_on_cpu(getattr(segmenter, "sam", None)) else 0
+                with torch_threads(count or torch.get_num_threads()):
+                    result = segmenter.predict(embedding, prompts, multimask=multimask)
                 self._measured = time.perf_counter() - started
+                if count:
+                    self.threads.record(count, self._measured)
                 return target, prompts, result
             needed = tiled.tiles_needed(prompts, multimask)
             if needed:  # embedding is slow: done in the embedding worker, not here

@@ -15,6 +15,7 @@ from typing import Any
 from .._napari.slices import slice_rgb, spatial_shape
 from .._napari.state import SessionState, Target
 from ..core.sam.embedding import ImageEmbedding
+from ..core.sam.engine import PromptSegmenter
 from ..core.workflows.tiling import TILE_ABOVE, Tile, TiledImage
 from .workers import WorkerSlot
 
@@ -41,6 +42,9 @@ class EmbeddingController:
         True when a job starts, False when it ends or is cancelled.
     status, problem
         A status line; a failure (message, exception).
+    warm_up
+        Run in the worker after each embedding (prepares and times the decoder); default
+        ``segmenter.warm_up_decoder(embedding)``.
     owner
         The QObject the callbacks belong to (see :class:`~.workers.WorkerSlot`).
     """
@@ -56,6 +60,7 @@ class EmbeddingController:
         busy: Callable[[bool], None],
         status: Callable[[str], None],
         problem: Callable[[str, BaseException | None], None],
+        warm_up: Callable[[PromptSegmenter, ImageEmbedding], None] | None = None,
         owner: Any = None,
     ) -> None:
         self.state = state
@@ -64,6 +69,7 @@ class EmbeddingController:
         self._embedded, self._tiled, self._tiles_embedded = embedded, tiled, tiles_embedded
         self._progress, self._busy = progress, busy
         self._status, self._problem = status, problem
+        self._warm_up = warm_up or _warm_up
 
     @property
     def running(self) -> bool:
@@ -84,7 +90,7 @@ class EmbeddingController:
         def job() -> Generator[tuple[int, int], None, ImageEmbedding]:
             rgb = slice_rgb(layer, ref)
             embedding = yield from segmenter.iter_embed(rgb)
-            segmenter.warm_up_decoder(embedding)  # the first click pays for neither; timed
+            self._warm_up(segmenter, embedding)  # the first click pays for neither; timed
             return embedding
 
         where = f" ({ref.describe()})" if ref.fixed else ""
@@ -144,3 +150,7 @@ class EmbeddingController:
         )
         self._busy(True)
         self._status(message)
+
+
+def _warm_up(segmenter: PromptSegmenter, embedding: ImageEmbedding) -> None:
+    segmenter.warm_up_decoder(embedding)

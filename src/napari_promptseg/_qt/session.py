@@ -91,6 +91,7 @@ class SegmentationSession(QObject):
             busy=self.busy_changed.emit,
             status=self.status.emit,
             problem=self.report,
+            warm_up=self.decoding.warm_up,
             owner=self,
         )
         self._model_slot = WorkerSlot(self)

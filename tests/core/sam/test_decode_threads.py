@@ -61,18 +61,37 @@ def test_thread_count_is_restored_after_the_block():
     assert torch.get_num_threads() == before
 
 
-def test_engine_times_both_options_when_warming_up_and_masks_do_not_change(tiny_sam):
+def test_warm_up_times_each_thread_count_and_masks_do_not_depend_on_it(tiny_sam):
     segmenter = PromptSegmenter(tiny_sam, "tiny-threads")
-    choice = DecodeThreads(2)
-    segmenter.decode_threads = choice
     rgb = np.random.default_rng(0).integers(0, 255, (300, 517, 3), np.uint8)
     embedding = segmenter.embed(rgb)
-    segmenter.warm_up_decoder(embedding)
-    assert set(choice.average) == {1, 2}
-    assert segmenter.last_predict_seconds == min(choice.average.values())
+    before = torch.get_num_threads()
+    seconds = segmenter.warm_up_decoder(embedding, (2, 1))
+    assert set(seconds) == {1, 2} and all(s > 0 for s in seconds.values())
+    assert segmenter.last_predict_seconds == min(seconds.values())
+    assert torch.get_num_threads() == before  # restored
     prompts = Prompts.from_points([[150, 260], [40, 400]], labels=[1, 0])
     with torch_threads(1):
-        one = segmenter.decoder.predict(embedding, prompts)
+        one = segmenter.predict(embedding, prompts)
     with torch_threads(2):
-        two = segmenter.decoder.predict(embedding, prompts)
-    np.testing.assert_array_equal(one.masks, two.masks)  # same masks whatever the choice
+        two = segmenter.predict(embedding, prompts)
+    # on the tiny model the sums agree; a vit_b decode may differ in the last bits of the
+    # logits between thread counts, which is why only the napari session adapts them
+    np.testing.assert_array_equal(one.masks, two.masks)
+
+
+def test_the_engine_keeps_torchs_thread_count(tiny_sam):
+    segmenter = PromptSegmenter(tiny_sam, "tiny-threads")
+    embedding = segmenter.embed(np.zeros((64, 80, 3), np.uint8))
+    before = torch.get_num_threads()
+    seen = []
+    original = segmenter.decoder.predict
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    segmenter.decoder.predict = spy
+    for _ in range(5):
+        segmenter.predict(embedding, Prompts.from_points([[30, 40]]))
+    assert seen == [before] * 5  # batch work and the CLI equal upstream run alike

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -36,7 +36,7 @@ from .embedding import (
 from .families import Decoder, FamilyRunner, require, runner_for
 from .image import image_fingerprint
 from .prompts import Prompts
-from .threads import DecodeThreads, torch_threads
+from .threads import torch_threads
 
 
 class EmbeddingStoreLike(Protocol):
@@ -93,10 +93,6 @@ class PromptSegmenter:
         self.cache = cache if cache is not None else EmbeddingCache()
         self.store = store
         self.last_predict_seconds: float | None = None  # the most recent predict()
-        # CPU decodes: all threads, or one while another process competes for the cores
-        self.decode_threads: DecodeThreads | None = (
-            DecodeThreads() if _device_type(sam) == "cpu" else None
-        )
         self.encoder_calls = 0  # how many times the image encoder really ran
         self._count_lock = threading.Lock()
 
@@ -206,39 +202,34 @@ class PromptSegmenter:
         Its duration is kept in :attr:`last_predict_seconds` (the napari session decodes on
         the GUI thread only while decodes are fast).
         """
-        choice = self.decode_threads
-        threads = choice.choose() if choice is not None else torch.get_num_threads()
         started = time.perf_counter()
-        with torch_threads(threads):
-            result = self.decoder.predict(embedding, prompts, multimask=multimask)
+        result = self.decoder.predict(embedding, prompts, multimask=multimask)
         self.last_predict_seconds = time.perf_counter() - started
-        if choice is not None:
-            choice.record(threads, self.last_predict_seconds)
         return result
 
-    def warm_up_decoder(self, embedding: ImageEmbedding) -> float:
+    def warm_up_decoder(
+        self, embedding: ImageEmbedding, thread_counts: Sequence[int] = ()
+    ) -> dict[int, float]:
         """Prepare the decoder for ``embedding`` and decode one point at its centre, so the
-        first click on it pays for neither; returns that decode's duration in seconds."""
+        first click on it pays for neither.
+
+        With ``thread_counts``, one such decode per count of torch threads (the napari
+        session times its options, :mod:`.threads`); else one with torch's own setting.
+        Returns {threads: seconds}.
+        """
         self.decoder.prepare(embedding)
         rows, cols = embedding.original_size
         prompts = Prompts.from_points([[(rows - 1) / 2, (cols - 1) / 2]])
-        # on a CPU, one decode per thread option: the clicks then start on the faster one
-        options = self.decode_threads.options if self.decode_threads is not None else (0,)
-        for _ in options:
-            self.predict(embedding, prompts)
-        if self.decode_threads is not None and self.decode_threads.average:
-            # what the next click will cost: the faster option's time
-            self.last_predict_seconds = min(self.decode_threads.average.values())
-        return self.last_predict_seconds if self.last_predict_seconds is not None else 0.0
+        seconds = {}
+        for count in thread_counts or (torch.get_num_threads(),):
+            with torch_threads(count):
+                self.predict(embedding, prompts)
+            seconds[count] = self.last_predict_seconds or 0.0
+        self.last_predict_seconds = min(seconds.values())  # what the next click will cost
+        return seconds
 
     def segment(
         self, rgb: np.ndarray, prompts: Prompts, multimask: bool | None = None
     ) -> DecodeResult:
         """Embed (cached) and predict in one call."""
         return self.predict(self.embed(rgb), prompts, multimask=multimask)
-
-
-def _device_type(sam: Any) -> str:
-    """ "cpu", "cuda", "mps", … of the model's parameters ("cpu" for a model without any)."""
-    parameter = next(iter(sam.parameters()), None) if hasattr(sam, "parameters") else None
-    return parameter.device.type if parameter is not None else "cpu"

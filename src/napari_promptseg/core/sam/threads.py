@@ -12,6 +12,12 @@ now and then (the machine's load changes).
 
 Thread counts are per calling thread in torch's OpenMP backend: the embedding worker's
 threads are not touched. :func:`torch_threads` restores the count after each decode.
+
+Used for the napari session's prompt decodes only (``_napari/decoding.py``): a decode on one
+thread equals upstream's on one thread, but may differ from a two-thread decode in the last
+bits of the logits (floating-point sums in another order; after 20 refining clicks, one
+object of 23 differed by 6e-7 in IoU). Batch work, evaluation and the CLI keep torch's own
+thread count, so their results equal upstream's run in the same process.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -100,4 +107,10 @@ class DecodeThreads:
         return self.options[-1] if self.current == self.options[0] else self.options[0]
 
 
-__all__ = ["DecodeThreads", "torch_threads"]
+def runs_on_cpu(model: Any) -> bool:
+    """Whether ``model``'s weights are on the CPU (where the thread count matters)."""
+    parameter = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+    return parameter is None or parameter.device.type == "cpu"
+
+
+__all__ = ["DecodeThreads", "runs_on_cpu", "torch_threads"]
