@@ -22,12 +22,16 @@ thread count, so their results equal upstream's run in the same process.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+
+#: A fixed thread count for the session's decodes instead of choosing, e.g. "2".
+THREADS_ENV = "NAPARI_PROMPTSEG_DECODE_THREADS"
 
 
 @contextmanager
@@ -68,6 +72,9 @@ class DecodeThreads:
     ) -> None:
         many = threads if threads is not None else torch.get_num_threads()
         self.options: tuple[int, ...] = (many, 1) if many > 1 else (1,)
+        fixed = os.environ.get(THREADS_ENV, "").strip()
+        if fixed:  # a fixed count: no choosing (reproducible timings, or a known machine)
+            self.options = (max(1, int(fixed)),)
         self.explore_every = explore_every
         self.margin = margin
         self.average: dict[int, float] = {}  # option → moving average of its durations (s)
@@ -113,4 +120,4 @@ def runs_on_cpu(model: Any) -> bool:
     return parameter is None or parameter.device.type == "cpu"
 
 
-__all__ = ["DecodeThreads", "runs_on_cpu", "torch_threads"]
+__all__ = ["THREADS_ENV", "DecodeThreads", "runs_on_cpu", "torch_threads"]
