@@ -97,3 +97,16 @@ def test_bad_label_data(tmp_path):
         write_labels_tif(tmp_path / "l.tif", -np.ones((2, 2), np.int32))
     with pytest.raises(ExportError, match=r"\.tif"):
         write_labels_tif(tmp_path / "l.png", np.zeros((2, 2), np.uint8))
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through a private temporary file; the result is readable like any
+    file the user writes (mode 0666 minus the umask), not private."""
+    import os
+
+    from napari_promptseg.core.storage.files import atomic_write
+
+    path = atomic_write(tmp_path / "table.csv", lambda file: file.write(b"id\n1\n"))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

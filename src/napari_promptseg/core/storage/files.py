@@ -43,6 +43,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        # mkstemp makes the file private (0600); give it the mode a plain open() would
+        os.chmod(temp_name, 0o666 & ~_UMASK)
         os.replace(temp_name, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -51,3 +53,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
             raise ExportError(f"cannot write {path}: {exc.strerror or exc}.") from exc
         raise
     return path
+
+
+def _read_umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back). Read once,
+    at import: umask is process-wide, and a worker thread creating a file between the two
+    calls would get the wrong mode."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
