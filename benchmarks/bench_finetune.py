@@ -33,12 +33,7 @@ import numpy as np
 import torch
 
 from napari_promptseg.core import PromptSegmenter
-from napari_promptseg.core.workflows.finetune import (
-    FinetuneSettings,
-    finetune,
-    iter_finetune,
-    make_plane,
-)
+from napari_promptseg.core.workflows.finetune import FinetuneSettings, finetune, make_plane
 from napari_promptseg.core.workflows.finetune.forward import (
     decode_batch,
     interactive_loss,
@@ -147,19 +142,17 @@ def bench_session(args) -> None:
     embedding = time.perf_counter() - start
     settings = FinetuneSettings(max_steps=args.max_steps, seed=0)
     start = time.perf_counter()
-    steps = iter_finetune(segmenter, planes, settings)
-    try:
-        while True:  # each validation as it happens: a long run shows its curve on the way
-            progress = next(steps)
-            if progress.stage == "validated" and progress.validation is not None:
-                v = progress.validation
-                print(
-                    f"  step {progress.done:4d} at {time.perf_counter() - start:7.1f} s: "
-                    f"validation loss {v.loss:.4f}, mIoU@1 {v.miou_at_1:.3f}",
-                    flush=True,
-                )
-    except StopIteration as finished:
-        result = finished.value
+
+    def show(progress) -> None:  # each validation as it happens: a long run shows its curve
+        if progress.stage == "validated" and progress.validation is not None:
+            v = progress.validation
+            print(
+                f"  step {progress.done:4d} at {time.perf_counter() - start:7.1f} s: "
+                f"validation loss {v.loss:.4f}, mIoU@1 {v.miou_at_1:.3f}",
+                flush=True,
+            )
+
+    result = finetune(segmenter, planes, settings, progress=show)
     total = time.perf_counter() - start
     meta = result.metadata
     print(f"[session] {name}, {objects} objects on {len(planes)} planes of 384x384, decoder mode")

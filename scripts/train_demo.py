@@ -43,7 +43,7 @@ from napari_promptseg.core.models.tiny import TINY_MODEL_TYPE, build_tiny_sam
 from napari_promptseg.core.storage.files import atomic_write
 from napari_promptseg.core.workflows.evaluation.simulate import EvaluationSettings, evaluate_plane
 from napari_promptseg.core.workflows.evaluation.summary import summarize_group
-from napari_promptseg.core.workflows.finetune import FinetuneSettings, iter_finetune, make_plane
+from napari_promptseg.core.workflows.finetune import FinetuneSettings, finetune, make_plane
 from napari_promptseg.core.workflows.finetune.synthetic import synthetic_cells
 
 ARCHITECTURES = {
@@ -101,23 +101,22 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         max_seconds=args.max_seconds,
     )
-    steps = iter_finetune(segmenter, planes, settings, model_type=model_type)
     last = time.perf_counter()
-    try:
-        while True:
-            progress = next(steps)
-            if progress.stage == "validated" and progress.validation is not None:
-                v = progress.validation
-                print(
-                    f"step {progress.done:5d}  {time.perf_counter() - started:6.0f} s  "
-                    f"val loss {v.loss:.4f}  val mIoU@1 {v.miou_at_1:.3f}",
-                    flush=True,
-                )
-            elif progress.stage == "training" and time.perf_counter() - last > 30:
-                last = time.perf_counter()
-                print(f"step {progress.done:5d}  train loss {progress.loss:.4f}", flush=True)
-    except StopIteration as finished:
-        result = finished.value
+
+    def show(progress) -> None:
+        nonlocal last
+        if progress.stage == "validated" and progress.validation is not None:
+            v = progress.validation
+            print(
+                f"step {progress.done:5d}  {time.perf_counter() - started:6.0f} s  "
+                f"val loss {v.loss:.4f}  val mIoU@1 {v.miou_at_1:.3f}",
+                flush=True,
+            )
+        elif progress.stage == "training" and time.perf_counter() - last > 30:
+            last = time.perf_counter()
+            print(f"step {progress.done:5d}  train loss {progress.loss:.4f}", flush=True)
+
+    result = finetune(segmenter, planes, settings, progress=show, model_type=model_type)
     metadata = dict(result.metadata)
     metadata["base_model"] = "none (trained from random initial weights)"
     metadata["data"]["generator"] = "napari_promptseg.core.workflows.finetune.synthetic"
