@@ -154,6 +154,9 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NAPARI_PROMPTSEG_STORE", str(tmp_path_factory.mktemp("store")))
     monkeypatch.setenv("NAPARI_PROMPTSEG_AUTOSAVE_DIR", str(tmp_path_factory.mktemp("autosave")))
     monkeypatch.setenv("NAPARI_PROMPTSEG_MY_MODELS", str(tmp_path_factory.mktemp("my_models")))
+    monkeypatch.setenv("NAPARI_PROMPTSEG_CONFIG", str(tmp_path_factory.mktemp("config")))
+    # viewers come and go in one process here: keep the collector as it is (see _qt/long_lived)
+    monkeypatch.setenv("NAPARI_PROMPTSEG_GC_FREEZE", "0")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,12 @@ The same harness as ``microsam_driver.py`` (same window size, image, checkpoint,
   mode ends in; we need no extra key press) until the first canvas draw after the mask shown
   changed (the session's ``result_changed`` with a mask); prompts cleared between points.
 
+Each click is traced (``details["clicks"]``, and the slowest ones printed): which path its
+decode took (``inline`` on the GUI thread or the ``worker``), the thread count the chooser
+gave it and whether that was a re-timing of the other option, the garbage collections that
+ran during the click (generation, ms), how many decodes the model had run since its
+embedding, and the time from the mask set to its draw.
+
     xvfb-run -a python benchmarks/peers/ours_driver.py --image out/peers/nuclei_512.tif \\
         --checkpoint out/peers/vit_b_random.pth --points out/peers/nuclei_512_points.csv \\
         --out ours.json [--busy] [--n-points N]
@@ -17,6 +23,7 @@ The same harness as ``microsam_driver.py`` (same window size, image, checkpoint,
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -87,6 +94,29 @@ def run(args, image: np.ndarray, points: np.ndarray) -> dict:
 
     PromptSegmenter.predict = timed_predict
 
+    # the per-click trace: what the thread chooser said, and every garbage collection
+    from napari_promptseg.core.sam.threads import DecodeThreads
+
+    choices: list[tuple[float, int, bool]] = []  # (time, thread count, a re-timing)
+    choose = DecodeThreads.choose
+
+    def traced_choose(self):
+        count = choose(self)
+        choices.append((time.perf_counter(), count, count != self.current))
+        return count
+
+    DecodeThreads.choose = traced_choose
+    collections: list[tuple[float, float, int]] = []  # (start, end, generation)
+    gc_started: dict[str, float] = {}
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_started["t"] = time.perf_counter()
+        elif "t" in gc_started:
+            collections.append((gc_started.pop("t"), time.perf_counter(), info["generation"]))
+
+    gc.callbacks.append(on_gc)
+
     result = common.new_result("napari-promptseg", napari_promptseg.__version__, busy=args.busy)
     result["model_type"] = args.model_type
     result["image_shape"] = list(image.shape)
@@ -127,9 +157,10 @@ def run(args, image: np.ndarray, points: np.ndarray) -> dict:
     common.pump(0.3)
 
     breakdown: list[dict] = []
+    clicks: list[dict] = []  # the per-click trace
 
     def segment_point_and_wait(row: float, col: float) -> float:
-        n_shown, n_decodes = len(shown), len(decodes)
+        n_shown, n_decodes, n_choices = len(shown), len(decodes), len(choices)
         started = time.perf_counter()
         point_layer.add(np.array([[row, col]]))  # what a click in add mode ends in
         common.wait_until(lambda: len(shown) > n_shown, timeout=60, what="our mask")
@@ -148,6 +179,25 @@ def run(args, image: np.ndarray, points: np.ndarray) -> dict:
                     "decode_thread": thread,
                 }
             )
+        ours = decodes[n_decodes:]
+        chosen = choices[n_choices:]
+        gcs = [(a, b, g) for a, b, g in collections if a >= started and b <= drawn]
+        clicks.append(
+            {
+                "ms": (drawn - started) * 1000,
+                "path": ("inline" if ours and ours[-1][2] == "MainThread" else "worker")
+                if ours
+                else "none",
+                "decodes": len(ours),
+                "decode_ms": (ours[-1][1] - ours[-1][0]) * 1000 if ours else None,
+                "threads": chosen[-1][1] if chosen else None,
+                "retimed": any(r for _, _, r in chosen),
+                "gc": [[g, round((b - a) * 1000, 2)] for a, b, g in gcs],
+                "gc_ms": sum((b - a) * 1000 for a, b, _ in gcs),
+                "decodes_since_embedding": len(decodes) - 1,
+                "mask_set_to_drawn": (drawn - changed) * 1000,
+            }
+        )
         return drawn
 
     def clear() -> None:
@@ -186,6 +236,7 @@ def run(args, image: np.ndarray, points: np.ndarray) -> dict:
 
     # -- prompt → mask drawn, one point at a time -------------------------------------------
     breakdown.clear()
+    clicks.clear()
     latencies = []
     for row, col in points:
         started = time.perf_counter()
@@ -204,9 +255,28 @@ def run(args, image: np.ndarray, points: np.ndarray) -> dict:
         else {}
     )
     details["decode_thread"] = breakdown[-1]["decode_thread"] if breakdown else None
+    details["clicks"] = clicks
+    print_slowest(clicks)
     widget.close_session()
     viewer.close()
     return result
+
+
+def print_slowest(clicks: list[dict], n: int = 4) -> None:
+    """The slowest clicks and the median one, with what their trace says."""
+    if not clicks:
+        return
+    order = sorted(range(len(clicks)), key=lambda i: clicks[i]["ms"])
+    shown = [*order[-n:][::-1], order[len(order) // 2]]
+    print("  per-click trace (slowest first, then the median click):")
+    for i in shown:
+        c = clicks[i]
+        decode = f"{c['decode_ms']:.0f}" if c["decode_ms"] is not None else "-"
+        print(
+            f"    click {i:2d}: {c['ms']:6.1f} ms  {c['path']:6s} threads={c['threads']} "
+            f"retimed={c['retimed']!s:5s} decode={decode} ms gc={c['gc']} "
+            f"draw={c['mask_set_to_drawn']:.0f} ms decodes#{c['decodes_since_embedding']}"
+        )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from ..core.sam.engine import PromptSegmenter
 from ..core.sam.prompts import NEGATIVE, POSITIVE
 from ..core.workflows.tiling import TiledImage
 from .embedding import EmbeddingController
+from .long_lived import freeze_long_lived_objects
 from .workers import WorkerSlot, let_idle_workers_exit
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,11 @@ class SegmentationSession(QObject):
             layer.events.contrast_limits.connect(self._on_image_changed)
             self.ensure_prompt_layers()
         self.refresh()
+        if layer is not None and self.state.current_slice is not None:
+            # made now, not by the first mask: adding a Labels layer costs napari ~0.5 s, which
+            # the first click would otherwise wait for
+            prompt_layers.ensure_preview_layer(self.viewer, layer, self.state.current_slice)
+            prompt_layers.keep_prompt_layers_on_top(self.viewer)
 
     def ensure_prompt_layers(self) -> None:
         """Create the prompt layers if missing and listen to them."""
@@ -342,6 +348,7 @@ class SegmentationSession(QObject):
         if target != self.state.current_target():
             return  # belongs to an image, slice or model no longer selected
         self.state.embedding = embedding
+        freeze_long_lived_objects()  # napari, Qt, torch and the model: no full GC in a click
         self.progress.emit(0, 0)
         self.embedding_ready.emit(embedding)
         self.status.emit(f"ready: {self.state.describe_image()}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt, QTimer
 from qtpy.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -13,7 +13,6 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -21,18 +20,22 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
-    QScrollArea,
+    QSizePolicy,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
-from superqt import QCollapsible
+from superqt import QElidingLabel
 
 from .._napari import keys, objects
 from .._napari import layers as prompt_layers
 from .._napari.navigation import jump_to_object
 from ..core.sam.prompts import NEGATIVE
+from .dock_fit import start_fitting, vertical_scroll
+from .dock_memory import DockLayoutMemory
+from .dock_tabs import TaskTabs
 from .model_menu import CHECKPOINT_ITEM, CHECKPOINT_TYPES, fill_model_combo, select_model
-from .panels.registry import load_panels
+from .panels.registry import GROUPS, load_panels
 from .session import SegmentationSession
 from .status_line import StatusLine
 
@@ -66,17 +69,13 @@ class PromptSegWidget(QWidget):
     # -- layout ---------------------------------------------------------------------------
 
     def _build(self) -> None:
-        # The sections are taller than a laptop screen: they scroll inside the dock instead of
-        # stretching napari's window past the screen's bottom edge.
+        # The prompt -> mask -> commit loop on top, always there; below it the other sections
+        # in one tab per task. Both scroll on their own (the dock is taller than a laptop
+        # screen), and the user can move the split between them.
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        content = QWidget()
-        scroll.setWidget(content)
-        outer.addWidget(scroll)
-        layout = QVBoxLayout(content)
+        loop = QWidget()
+        layout = QVBoxLayout(loop)
 
         setup = QGroupBox("Image and model")
         form = QFormLayout(setup)
@@ -101,7 +100,8 @@ class PromptSegWidget(QWidget):
         device_row.addWidget(self.device_combo, 1)
         device_row.addWidget(self.load_button)
         form.addRow("Device", device_row)
-        self.model_label = QLabel("no model loaded")
+        # elided: a long model name (a finetuned one) and device must not widen the dock
+        self.model_label = QElidingLabel("no model loaded")
         form.addRow("In use", self.model_label)
         # shown whole (it names URLs and folders), with a Copy button
         self.status_line = StatusLine("choose a model and press Load model")
@@ -133,6 +133,8 @@ class PromptSegWidget(QWidget):
         mask_layout = QVBoxLayout(mask)
         self.score_label = QLabel("no mask yet")
         self.score_label.setTextFormat(Qt.RichText)
+        # its width changes with every click: it must not resize the dock
+        self.score_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         mask_layout.addWidget(self.score_label)
         candidates = QHBoxLayout()
         self.candidate_group = QButtonGroup(self)
@@ -169,31 +171,36 @@ class PromptSegWidget(QWidget):
         self.review_threshold.setValue(0.85)
         output_form.addRow("Review below IoU", self.review_threshold)
         self.review_list = QListWidget()
-        self.review_list.setMaximumHeight(110)
+        # four rows, then it scrolls: the loop above the tabs stays short
+        rows = self.review_list.fontMetrics().lineSpacing() * 4
+        self.review_list.setMaximumHeight(rows + 2 * self.review_list.frameWidth() + 4)
         self.review_list.setToolTip("objects SAM was least sure of; click one to go to it")
         output_form.addRow(self.review_list)
         layout.addWidget(output)
 
-        self.panels = []
-        for title, panel in load_panels(self.viewer, self.session):
-            section = QCollapsible(title)
-            section.addWidget(panel)
-            layout.addWidget(section)
-            self.panels.append(panel)
-
+        loaded = load_panels(self.viewer, self.session)
+        self.panels = [panel for _group, _title, panel in loaded]
         help_text = "  ".join(f"<b>{key}</b> {text}" for key, text in keys.SHORTCUTS)
         shortcuts = QLabel(help_text)
         shortcuts.setWordWrap(True)
         shortcuts.setTextFormat(Qt.RichText)
-        layout.addWidget(shortcuts)
-        layout.addStretch(1)
+        self.tabs = TaskTabs(loaded, GROUPS, footers={GROUPS[0]: shortcuts})
+        self.sections = self.tabs.sections  # title -> QCollapsible
+        self.loop_scroll = vertical_scroll(loop)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.loop_scroll)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.setStretchFactor(0, 0)  # a taller window gives the tabs the room
+        self.splitter.setStretchFactor(1, 1)
+        outer.addWidget(self.splitter)
         # long layer, model and option names are elided in their combos, not widening the dock
-        for combo in content.findChildren(QComboBox):
+        for combo in self.findChildren(QComboBox):
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
             )
             combo.setMinimumContentsLength(12)
-        self._scroll = scroll
+        self._layout_memory = DockLayoutMemory(self.tabs, self.splitter)
 
     def _connect(self) -> None:
         session = self.session
@@ -328,6 +335,7 @@ class PromptSegWidget(QWidget):
         segmenter = self.session.segmenter
         device = describe_device(segmenter.sam.device) if segmenter is not None else ""
         self.model_label.setText(f"{name} on {device}")
+        self.model_label.setToolTip(self.model_label.text())
         # a model made in this session (Finetune) joins the list ("my models"): show it chosen.
         # A built-in registry name never moves the user's choice in the list.
         from ..core.models.registry import MODELS, MY_MODELS_GROUP
@@ -418,19 +426,28 @@ class PromptSegWidget(QWidget):
 
     # -- teardown -------------------------------------------------------------------------
 
+    def sizeHint(self) -> QSize:
+        # napari sizes a new dock by its hint: as narrow as nothing is cut off (wrapped
+        # labels would ask for more), to leave the canvas the room
+        return QSize(self.minimumSizeHint().width(), super().sizeHint().height())
+
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        # as wide as the sections need once styled (napari's style sheet sets the sizes):
-        # only the height scrolls
-        scroll = self._scroll
-        bar = scroll.verticalScrollBar().sizeHint().width()
-        scroll.setMinimumWidth(scroll.widget().minimumSizeHint().width() + bar + 8)
+        start_fitting(self)  # styled now: the widths are the ones the user will see
+        # after napari has laid the window out: the heights mean something then
+        QTimer.singleShot(0, self._layout_memory.restore_split)
+
+    def hideEvent(self, event) -> None:
+        # napari hides docked widgets when its window closes (no closeEvent for them)
+        self._layout_memory.save_now()
+        super().hideEvent(event)
 
     def closeEvent(self, event) -> None:
         self.close_session()
         super().closeEvent(event)
 
     def close_session(self) -> None:
+        self._layout_memory.save_now()
         for panel in self.panels:
             panel.close()
         keys.unbind(self.viewer)

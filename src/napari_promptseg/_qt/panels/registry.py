@@ -76,28 +76,42 @@ class SessionAPI(Protocol):
     def set_segmenter(self, segmenter: PromptSegmenter) -> None: ...
 
 
-# (section title, "module:Class") in the order they appear under the prompt controls.
+# The dock's task groups, in order. The prompt -> mask -> commit loop is always visible above
+# them; every other section belongs to one group (what the user is doing).
+GROUPS = (
+    "Annotate",
+    "Automatic",
+    "Volume & time",
+    "Train & evaluate",
+    "Files & batch",
+)
+
+# (group, section title, "module:Class") in the order they appear within their group.
 PANELS = (
-    ("Edit objects", "napari_promptseg._qt.panels.edit:EditPanel"),
-    ("Object classes", "napari_promptseg._qt.panels.classes:ClassesPanel"),
-    ("Stack / time series", "napari_promptseg._qt.panels.stack:StackPanel"),
+    ("Annotate", "Edit objects", "napari_promptseg._qt.panels.edit:EditPanel"),
+    ("Annotate", "Object classes", "napari_promptseg._qt.panels.classes:ClassesPanel"),
+    ("Automatic", "Segment everything", "napari_promptseg._qt.panels.everything:EverythingPanel"),
+    ("Volume & time", "Stack / time series", "napari_promptseg._qt.panels.stack:StackPanel"),
     (
+        "Volume & time",
         "Propagate through slices",
         "napari_promptseg._qt.panels.propagation:PropagationPanel",
     ),
-    ("Segment everything", "napari_promptseg._qt.panels.everything:EverythingPanel"),
-    ("Image folder", "napari_promptseg._qt.panels.folder:FolderPanel"),
-    ("Evaluate", "napari_promptseg._qt.panels.evaluate:EvaluatePanel"),
-    ("Finetune", "napari_promptseg._qt.panels.finetune:FinetunePanel"),
-    ("Embeddings on disk", "napari_promptseg._qt.panels.store:StorePanel"),
-    ("Autosave", "napari_promptseg._qt.panels.autosave:AutosavePanel"),
+    ("Train & evaluate", "Evaluate", "napari_promptseg._qt.panels.evaluate:EvaluatePanel"),
+    ("Train & evaluate", "Finetune", "napari_promptseg._qt.panels.finetune:FinetunePanel"),
+    ("Files & batch", "Image folder", "napari_promptseg._qt.panels.folder:FolderPanel"),
+    ("Files & batch", "Embeddings on disk", "napari_promptseg._qt.panels.store:StorePanel"),
+    ("Files & batch", "Autosave", "napari_promptseg._qt.panels.autosave:AutosavePanel"),
 )
 
 
-def load_panels(viewer: Any, session: SessionAPI) -> list[tuple[str, Any]]:
-    """Instantiate every panel whose module exists; a broken one is logged, not fatal."""
+def load_panels(viewer: Any, session: SessionAPI) -> list[tuple[str, str, Any]]:
+    """Instantiate every panel whose module exists, as (group, title, panel).
+
+    A module not built (yet) is skipped; any other import error is raised.
+    """
     panels = []
-    for title, target in PANELS:
+    for group, title, target in PANELS:
         module_name, class_name = target.split(":")
         try:
             module = importlib.import_module(module_name)
@@ -105,7 +119,7 @@ def load_panels(viewer: Any, session: SessionAPI) -> list[tuple[str, Any]]:
             if error.name == module_name:
                 continue  # not built (yet)
             raise
-        panels.append((title, getattr(module, class_name)(viewer, session)))
+        panels.append((group, title, getattr(module, class_name)(viewer, session)))
     return panels
 
 
