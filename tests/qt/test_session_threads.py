@@ -96,3 +96,35 @@ def test_rapid_prompt_changes_end_with_the_latest(viewer, qtbot, tiny_sam):
         Prompts.from_points([[float(r), 200.0] for r in range(40, 240, 10)]),
     )
     np.testing.assert_array_equal(session.result.masks, expected.masks)
+
+
+class _SlowDecodes(PromptSegmenter):
+    """Each decode takes 0.4 s: the warm-up after the embedding lasts a few seconds."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.decodes: list[float] = []
+
+    def predict(self, embedding, prompts, multimask=None):
+        self.decodes.append(time.perf_counter())
+        time.sleep(0.4)
+        return super().predict(embedding, prompts, multimask=multimask)
+
+
+def test_closing_stops_the_decoder_warm_up_and_waits_for_it(viewer, qtbot, tiny_sam):
+    from napari_promptseg._qt.widget import PromptSegWidget
+
+    viewer.add_image(sample_image(), name="image")
+    widget = PromptSegWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Prompt segmentation")
+    segmenter = _SlowDecodes(tiny_sam, "slow-decodes", name="slow decodes")
+    widget.session.set_segmenter(segmenter)
+    qtbot.waitUntil(lambda: len(segmenter.decodes) >= 1, timeout=WAIT_MS)  # warm-up runs
+    started = time.perf_counter()
+    widget.session.close()
+    closed = time.perf_counter()
+    assert closed - started < 2.0, "close waits for one decode, not the whole warm-up"
+    count = len(segmenter.decodes)
+    time.sleep(1.0)
+    assert len(segmenter.decodes) == count, "no decode may start after the session closed"
+    assert all(t < closed for t in segmenter.decodes)

@@ -212,11 +212,14 @@ class DecodeController:
         else:
             self._early = (target, decoded, result)
 
-    def warm_up(self, segmenter: Any, embedding: Any) -> None:
+    def warm_up(
+        self, segmenter: Any, embedding: Any, should_stop: Callable[[], bool] | None = None
+    ) -> None:
         """Prepare ``segmenter``'s decoder for ``embedding`` and time one decode per thread
         option (run in the embedding worker, so the first click pays for neither)."""
         counts = self.threads.options if runs_on_cpu(getattr(segmenter, "sam", None)) else ()
-        for count, seconds in segmenter.warm_up_decoder(embedding, counts).items():
+        timed = segmenter.warm_up_decoder(embedding, counts, should_stop=should_stop)
+        for count, seconds in timed.items():
             if counts:
                 self.threads.record(count, seconds)
 

@@ -9,6 +9,7 @@ embedded by tiles, only those that prompts need.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -60,7 +61,7 @@ class EmbeddingController:
         busy: Callable[[bool], None],
         status: Callable[[str], None],
         problem: Callable[[str, BaseException | None], None],
-        warm_up: Callable[[PromptSegmenter, ImageEmbedding], None] | None = None,
+        warm_up: Callable[..., None] | None = None,
         owner: Any = None,
     ) -> None:
         self.state = state
@@ -70,6 +71,11 @@ class EmbeddingController:
         self._progress, self._busy = progress, busy
         self._status, self._problem = status, problem
         self._warm_up = warm_up or _warm_up
+        # Set by cancel() for the running job (the warm-up after the last encoder block has
+        # no `yield` to stop at); `_idle` is set when no job's thread is computing.
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
 
     @property
     def running(self) -> bool:
@@ -87,10 +93,11 @@ class EmbeddingController:
             self._start_tiled(target)
             return
 
-        def job() -> Generator[tuple[int, int], None, ImageEmbedding]:
+        def job(stop: threading.Event) -> Generator[tuple[int, int], None, ImageEmbedding]:
             rgb = slice_rgb(layer, ref)
             embedding = yield from segmenter.iter_embed(rgb)
-            self._warm_up(segmenter, embedding)  # the first click pays for neither; timed
+            # the first click pays for neither; timed; stops between decodes when cancelled
+            self._warm_up(segmenter, embedding, should_stop=stop.is_set)
             return embedding
 
         where = f" ({ref.describe()})" if ref.fixed else ""
@@ -106,7 +113,7 @@ class EmbeddingController:
         if target is None or tiled is None:
             return
 
-        def job() -> Generator[tuple[int, int], None, None]:
+        def job(_stop: threading.Event) -> Generator[tuple[int, int], None, None]:
             yield from tiled.iter_embed(tiles)
 
         n = len(tiles)
@@ -118,30 +125,65 @@ class EmbeddingController:
 
     def cancel(self) -> None:
         """Stop the running job at its next encoder block; nothing it computed is reported."""
+        self._stop.set()
         if self.slot.running:
             self.slot.cancel()
             self._busy(False)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no job of this controller computes (after :meth:`cancel`: at most one
+        encoder block or decode); False if ``timeout`` seconds passed first.
+
+        A closing session waits so no torch work of a closed viewer runs on.
+        """
+        return self._idle.wait(timeout)
 
     def _start_tiled(self, target: Target) -> None:
         """A plane too large for one embedding: tiles are embedded when prompts need them."""
         segmenter, layer = self.state.segmenter, self.state.image_layer
 
-        def job() -> Generator[tuple[int, int], None, TiledImage]:
+        def job(_stop: threading.Event) -> Generator[tuple[int, int], None, TiledImage]:
             yield 0, 1
             return TiledImage(segmenter, slice_rgb(layer, target.ref))
 
         self._run(job, lambda tiled: self._tiled(target, tiled), "reading the large image…")
 
     def _run(
-        self, job: Callable[[], Generator], on_returned: Callable[[Any], None], message: str
+        self,
+        job: Callable[[threading.Event], Generator],
+        on_returned: Callable[[Any], None],
+        message: str,
     ) -> None:
-        """Run a generator ``job`` yielding (done, total) in the slot's worker, cancellable.
+        """Run a generator ``job(stop)`` yielding (done, total) in the slot's worker,
+        cancellable: at its next ``yield``, and where it checks ``stop`` (set by :meth:`cancel`).
 
         The worker runs below the GUI's priority: the encoder must not make napari stutter.
         """
         self.cancel()
+        stop = self._stop = threading.Event()
+        idle = self._idle = threading.Event()
+
+        def tracked() -> Generator:
+            # `idle` is set while the job waits at a yield (a cancelled worker never resumes
+            # it: superqt leaves the generator suspended) and when it ends; cancel() sets
+            # `stop` before quitting, so a resumed job that sees it computes nothing more.
+            steps = job(stop)
+            try:
+                while True:
+                    idle.clear()
+                    if stop.is_set():
+                        return None
+                    try:
+                        step = next(steps)
+                    except StopIteration as end:
+                        return end.value
+                    idle.set()
+                    yield step
+            finally:
+                idle.set()
+
         self.slot.start(
-            job,
+            tracked,
             background=True,
             yielded=lambda step: self._progress(*step),
             returned=on_returned,
@@ -152,5 +194,9 @@ class EmbeddingController:
         self._status(message)
 
 
-def _warm_up(segmenter: PromptSegmenter, embedding: ImageEmbedding) -> None:
-    segmenter.warm_up_decoder(embedding)
+def _warm_up(
+    segmenter: PromptSegmenter,
+    embedding: ImageEmbedding,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
+    segmenter.warm_up_decoder(embedding, should_stop=should_stop)

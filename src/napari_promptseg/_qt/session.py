@@ -474,6 +474,10 @@ class SegmentationSession(QObject):
         """Stop threads and disconnect from the viewer (the widget is closing)."""
         self.embedder.cancel()
         self._model_slot.cancel()
+        # The embedding job stops at its next encoder block or warm-up decode: wait for it,
+        # so no torch work of a closed viewer runs on in this process (a crash once in CI).
+        if not self.embedder.wait_idle(10.0):
+            log.warning("the embedding worker did not stop within 10 s of closing")
         self.decoding.close()
         self.editing.close()
         for layer in self._connected_prompt_layers:

@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..._napari.evaluation import EvaluationInput, evaluation_input
+from ..._napari.layers import TAG
 from ...core.errors import PromptSegError
 from ...core.workflows.evaluation import (
     EvaluationProgress,
@@ -281,6 +282,7 @@ class EvaluatePanel(QWidget):
 
 
 def _is_labels(layer: Any) -> bool:
+    """A labels layer that can hold ground truth: not our preview of the live mask."""
     from napari.layers import Labels
 
-    return isinstance(layer, Labels)
+    return isinstance(layer, Labels) and layer.metadata.get(TAG) != "preview"

@@ -33,7 +33,7 @@ from ..errors import CheckpointNotAvailable, ModelError
 from ..user_folders import user_folder
 
 if TYPE_CHECKING:
-    from .registry import ModelSpec
+    from .spec import ModelSpec
 
 CACHE_ENV = "NAPARI_PROMPTSEG_CACHE"
 MIRROR_ENV = "NAPARI_PROMPTSEG_MIRROR"

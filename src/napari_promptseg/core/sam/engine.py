@@ -208,7 +208,12 @@ class PromptSegmenter:
         return result
 
     def warm_up_decoder(
-        self, embedding: ImageEmbedding, thread_counts: Sequence[int] = (), *, settle: int = 2
+        self,
+        embedding: ImageEmbedding,
+        thread_counts: Sequence[int] = (),
+        *,
+        settle: int = 2,
+        should_stop: Callable[[], bool] | None = None,
     ) -> dict[int, float]:
         """Prepare the decoder for ``embedding`` and decode one point at its centre, so the
         first click on it pays for neither.
@@ -218,19 +223,25 @@ class PromptSegmenter:
         Then ``settle`` more on the fastest count: a vit_b decode on a CPU is ~10 ms slower
         for its first few runs after an embedding (the allocator and the thread pool warm
         up; ``benchmarks/peers/ours_driver.py``'s per-click trace), and those are the user's
-        first clicks otherwise. Returns {threads: seconds} of the timed decodes.
+        first clicks otherwise. ``should_stop`` is asked before each decode (a closing
+        viewer's worker stops at once). Returns {threads: seconds} of the timed decodes.
         """
         self.decoder.prepare(embedding)
         rows, cols = embedding.original_size
         prompts = Prompts.from_points([[(rows - 1) / 2, (cols - 1) / 2]])
-        seconds = {}
+        seconds: dict[int, float] = {}
+        stopped = should_stop or (lambda: False)
         for count in thread_counts or (torch.get_num_threads(),):
+            if stopped():
+                return seconds
             with torch_threads(count):
                 self.predict(embedding, prompts)
             seconds[count] = self.last_predict_seconds or 0.0
         fastest = min(seconds, key=lambda count: seconds[count])
         with torch_threads(fastest):
             for _ in range(settle):
+                if stopped():
+                    break
                 self.predict(embedding, prompts)
         self.last_predict_seconds = min(seconds.values())  # what the next click will cost
         return seconds

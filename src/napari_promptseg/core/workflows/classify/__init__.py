@@ -1,0 +1,4 @@
+"""Object classes learned from a few examples: per-object features and the classifier.
+
+Modules are imported on use.
+"""
