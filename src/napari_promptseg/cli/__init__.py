@@ -2,6 +2,7 @@
 
     promptseg models
     promptseg segment IMAGE --model vit_b --points points.csv [--boxes boxes.csv] -o labels.tif
+    promptseg classify IMAGE LABELS --train examples.csv --save cells.npz -o table.csv
     promptseg gui [IMAGE]
 
 Each subcommand lives in its own module with a ``register(commands)`` function. Errors in
@@ -14,10 +15,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import embed, evaluate, everything, export, finetune, gui, models, segment
+from . import classify, embed, evaluate, everything, export, finetune, gui, models, segment
 
 DESCRIPTION = "Prompted segmentation with Segment Anything (SAM), without a GUI."
-SUBCOMMANDS = (models, segment, everything, embed, gui, export, evaluate, finetune)
+SUBCOMMANDS = (models, segment, everything, embed, gui, export, evaluate, finetune, classify)
 
 
 def build_parser() -> argparse.ArgumentParser:
