@@ -30,6 +30,7 @@ from ..core.editing import (
 )
 from ..core.labels import next_label_id
 from . import objects
+from .classifier import mark_user_class
 from .objects import CHANGES_KEY, MAX_CHANGES, RowChange, adopt_features
 from .slices import SliceRef
 
@@ -122,7 +123,7 @@ def set_class(labels_layer, object_id: int, class_name: str, ref: SliceRef | Non
         painted = objects.plane_of(labels_layer, ref) == object_id
         row = edited_row(None, object_id, painted, slice_index=ref.fixed)
         row["edited"] = False
-    row = {**row, "class": class_name}
+    row = mark_user_class({**row, "class": class_name})  # an example for the classifier
     others = [r for r in objects.object_rows(labels_layer) if _id(r) != object_id]
     objects.set_rows(labels_layer, sorted([*others, row], key=_id))
     return row

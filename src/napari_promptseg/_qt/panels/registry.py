@@ -90,6 +90,7 @@ GROUPS = (
 PANELS = (
     ("Annotate", "Edit objects", "napari_promptseg._qt.panels.edit:EditPanel"),
     ("Annotate", "Object classes", "napari_promptseg._qt.panels.classes:ClassesPanel"),
+    ("Annotate", "Learn classes", "napari_promptseg._qt.panels.classifier:ClassifierPanel"),
     ("Automatic", "Segment everything", "napari_promptseg._qt.panels.everything:EverythingPanel"),
     ("Volume & time", "Stack / time series", "napari_promptseg._qt.panels.stack:StackPanel"),
     (

@@ -22,7 +22,7 @@ Nothing is re-encoded here: the caller hands each plane's embedding (``embedding
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -259,12 +259,29 @@ def object_features(
     if the caller allows); None for a plane holding objects raises a clear
     :class:`ClassifierError`. Planes without objects are skipped without asking.
     """
+    steps = iter_object_features(planes, labels, embedding_for)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def iter_object_features(
+    planes: Iterable[tuple[tuple[int, ...], np.ndarray]],
+    labels: np.ndarray,
+    embedding_for: PlaneEmbedding,
+) -> Generator[tuple[int, int], None, ObjectFeatures]:
+    """:func:`object_features` that yields (planes done, planes with objects) after each
+    plane (a napari worker shows progress and stops there when cancelled)."""
     labels = np.asarray(labels)
     if labels.ndim < 2 or not np.issubdtype(labels.dtype, np.integer):
         raise ClassifierError(
             f"labels must be an integer image of 2 or more dimensions; got {labels.dtype} "
             f"{labels.shape}."
         )
+    occupied = labels.reshape(-1, *labels.shape[-2:]).any(axis=(1, 2))
+    total, done = int(occupied.sum()), 0
     accumulator = FeatureAccumulator()
     for index, rgb in planes:
         plane = labels[tuple(index)]
@@ -282,4 +299,6 @@ def object_features(
                 "(open the plane with a model loaded, or `promptseg embed`)."
             )
         accumulator.add_plane(plane, rgb, embedding)
+        done += 1
+        yield done, total
     return accumulator.finish()
