@@ -163,7 +163,11 @@ def test_saved_classifier_round_trips_and_refuses_other_models(cells_features, t
 def test_classifier_files_are_data_only(cells_features, tmp_path):
     cells, features = cells_features
     classifier = ObjectClassifier.train(features, five_each(cells), trees=5)
-    arrays = {"meta": np.array(json.dumps(classifier.metadata())), **classifier.forest.arrays()}
+    arrays = {
+        "meta": np.array(json.dumps(classifier.metadata())),
+        **classifier.forest.arrays(),
+        **classifier.projection.arrays(),
+    }
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, **{**arrays, "value": np.array([object()], dtype=object)})
     with pytest.raises(ClassifierError, match="not a classifier file"):
@@ -174,6 +178,12 @@ def test_classifier_files_are_data_only(cells_features, tmp_path):
     np.savez(looping, **{**arrays, "left": left})
     with pytest.raises(ClassifierError, match="malformed"):
         load_classifier(looping)
+    outside = tmp_path / "outside.npz"
+    columns = arrays["projection_columns"].copy()
+    columns[-1] = len(features.names) + 5  # a column the features do not have
+    np.savez(outside, **{**arrays, "projection_columns": columns})
+    with pytest.raises(ClassifierError, match="projection is damaged"):
+        load_classifier(outside)
     with pytest.raises(ClassifierError, match="does not exist"):
         load_classifier(tmp_path / "missing.npz")
     (tmp_path / "text.npz").write_text("hello")
@@ -181,6 +191,24 @@ def test_classifier_files_are_data_only(cells_features, tmp_path):
         load_classifier(tmp_path / "text.npz")
     with pytest.raises(ClassifierError, match=r"saved as \.npz"):
         save_classifier(tmp_path / "cells.pkl", classifier)
+
+
+def test_the_embedding_is_reduced_to_its_principal_components(cells_features):
+    cells, features = cells_features
+    classifier = ObjectClassifier.train(features, five_each(cells), trees=5)
+    projection = classifier.projection
+    embedding_columns = [n for n in features.names if n.startswith("emb_")]
+    assert len(projection.columns) == len(embedding_columns)
+    assert projection.components.shape == (16, len(embedding_columns))
+    np.testing.assert_allclose(
+        projection.components @ projection.components.T, np.eye(16), atol=1e-9
+    )
+    reduced = projection.apply(features.values)
+    assert reduced.shape == (len(features.ids), 16 + len(features.names) - len(embedding_columns))
+    assert classifier.forest.n_features == reduced.shape[1]
+    # fitted on all objects, without their classes: the same for any choice of examples
+    again = ObjectClassifier.train(features, dict(list(five_each(cells).items())[::-1]), trees=5)
+    np.testing.assert_array_equal(again.projection.components, projection.components)
 
 
 def test_bad_training_input_is_named(cells_features):

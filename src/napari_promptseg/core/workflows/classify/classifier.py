@@ -6,7 +6,8 @@
     >>> save_classifier("cells.classifier.npz", classifier)
 
 File format (``*.npz``, read with ``allow_pickle=False``: data only, no code): the forest's
-arrays (:mod:`.forest`) and ``meta``, a JSON text::
+arrays (:mod:`.forest`), the embedding projection's (:mod:`.projection`) and ``meta``, a
+JSON text::
 
     {"format": "napari-promptseg object classifier", "version": 1,
      "classes": ["alive", "dead"], "feature_names": [...],
@@ -32,6 +33,8 @@ import numpy as np
 from ...storage.files import atomic_write
 from .features import ClassifierError, EmbeddingSignature, ObjectFeatures
 from .forest import ARRAYS, Forest
+from .projection import ARRAYS as PROJECTION_ARRAYS
+from .projection import EmbeddingProjection
 
 FORMAT = "napari-promptseg object classifier"
 VERSION = 1
@@ -51,11 +54,12 @@ class Prediction:
 class ObjectClassifier:
     """A random forest over :class:`.features.ObjectFeatures` of one embedding signature."""
 
-    forest: Forest
+    forest: Forest  # over the projected features (:mod:`.projection`)
     classes: tuple[str, ...]
     feature_names: tuple[str, ...]
     signature: EmbeddingSignature
     examples: dict[str, int]
+    projection: EmbeddingProjection
 
     @classmethod
     def train(
@@ -102,8 +106,11 @@ class ObjectClassifier:
             )
         rows = features.rows_of(given)
         y = np.array([names.index(given[i]) for i in given], dtype=np.int64)
-        forest = Forest.fit(features.values[rows], y, len(names), trees=trees, seed=seed)
-        return cls(forest, tuple(names), features.names, features.signature, counts)
+        # fitted on every object, labelled or not: no class is used
+        projection = EmbeddingProjection.fit(features.names, features.values)
+        x = projection.apply(features.values[rows])
+        forest = Forest.fit(x, y, len(names), trees=trees, seed=seed)
+        return cls(forest, tuple(names), features.names, features.signature, counts, projection)
 
     def check_compatible(self, features: ObjectFeatures) -> None:
         """Refuse features from another model's embeddings (or another feature set)."""
@@ -124,7 +131,7 @@ class ObjectClassifier:
     def probabilities(self, features: ObjectFeatures) -> np.ndarray:
         """(N, K) probability of each class (:attr:`classes`) for each object."""
         self.check_compatible(features)
-        return self.forest.predict_proba(features.values)
+        return self.forest.predict_proba(self.projection.apply(features.values))
 
     def predict(self, features: ObjectFeatures) -> list[Prediction]:
         """Every object's most probable class and its probability, in id order."""
@@ -153,7 +160,11 @@ def save_classifier(path: str | os.PathLike, classifier: ObjectClassifier) -> Pa
         raise ClassifierError(f"classifiers are saved as {SUFFIX} files; got {path.name}.")
     meta = np.array(json.dumps(classifier.metadata()))
     buffer = io.BytesIO()
-    arrays: dict[str, Any] = {"meta": meta, **classifier.forest.arrays()}
+    arrays: dict[str, Any] = {
+        "meta": meta,
+        **classifier.forest.arrays(),
+        **classifier.projection.arrays(),
+    }
     np.savez_compressed(buffer, **arrays)
     payload = buffer.getvalue()
     return atomic_write(path, lambda file: file.write(payload))
@@ -197,11 +208,12 @@ def load_classifier(path: str | os.PathLike) -> ObjectClassifier:
         or not all(isinstance(n, str) for n in names)
     ):
         raise ClassifierError(f"{path}: the classifier's classes or feature names are damaged.")
-    missing = [name for name in ARRAYS if name not in arrays]
+    missing = [name for name in (*ARRAYS, *PROJECTION_ARRAYS) if name not in arrays]
     if missing:
         raise ClassifierError(f"{path}: the classifier lacks its {', '.join(missing)} arrays.")
     try:
-        forest = Forest.from_arrays(arrays, len(names))
+        projection = EmbeddingProjection.from_arrays(arrays, len(names))
+        forest = Forest.from_arrays(arrays, projection.reduced_width(len(names)))
         signature = EmbeddingSignature.from_dict(meta.get("signature") or {})
     except ClassifierError as error:
         raise ClassifierError(f"{path}: {error}") from None
@@ -217,4 +229,5 @@ def load_classifier(path: str | os.PathLike) -> ObjectClassifier:
         tuple(names),
         signature,
         {str(k): int(v) for k, v in examples.items() if isinstance(v, int)},
+        projection,
     )
