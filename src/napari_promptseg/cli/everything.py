@@ -60,13 +60,20 @@ def register(commands) -> None:
         "folder of them (one label image each, one task per image)",
     )
     add_model_arguments(everything)
-    everything.add_argument(
+    where = everything.add_mutually_exclusive_group(required=True)
+    where.add_argument(
         "-o",
         "--output",
         type=Path,
-        required=True,
         help="label image to write (.tif, or .ome.zarr for OME-Zarr); for a folder of "
         "images, the folder to write their label images into",
+    )
+    where.add_argument(
+        "--into-image",
+        metavar="NAME",
+        help="for an OME-Zarr input: write the labels into IMAGE.zarr/labels/NAME, where "
+        "OME-Zarr readers find them (the image itself is not modified), and the objects "
+        "table beside the image as IMAGE_NAME_objects.csv",
     )
     everything.add_argument(
         "--format",
@@ -93,8 +100,8 @@ def params_from_args(args):
 
 
 def run_everything(args) -> int:
-    from ..core.storage.label_output import open_label_output
     from ..core.storage.ome_zarr import LABEL_OUTPUT_SUFFIXES, is_zarr_path
+    from ..core.storage.ome_zarr_labels import open_output
     from ..core.workflows.distributed.assemble import EverythingAssembly
     from ..core.workflows.distributed.scheduler import parse_scheduler
     from ..core.workflows.distributed.sources import ImageSource
@@ -104,11 +111,16 @@ def run_everything(args) -> int:
 
     # everything that can be refused is refused before the model loads
     spec = parse_scheduler(args.scheduler)
-    if args.image.is_dir() and not is_zarr_path(args.image):
+    if args.into_image is not None:
+        from ..core.storage.ome_zarr_labels import image_label_target
+
+        output = image_label_target(args.image, args.into_image).path
+    elif args.image.is_dir() and not is_zarr_path(args.image):
         from .everything_folder import run_everything_folder
 
         return run_everything_folder(args, params_from_args(args))
-    output = check_output_path(args.output, LABEL_OUTPUT_SUFFIXES)
+    else:
+        output = check_output_path(args.output, LABEL_OUTPUT_SUFFIXES)
     params = params_from_args(args)
     source = ImageSource.create(args.image, **image_conversion(args)).resolved()
     planes = source.planes()
@@ -117,8 +129,13 @@ def run_everything(args) -> int:
     recipe = recipe_from_args(args, store=store)
     started = time.perf_counter()
     # each plane is written to the output as it arrives (OME-Zarr: straight to disk)
-    with open_label_output(
-        output, _planes_shape(planes), planes.plane_shape, axes=_axes_of(source)
+    with open_output(
+        output,
+        _planes_shape(planes),
+        planes.plane_shape,
+        image=args.image,
+        into_image=args.into_image,
+        axes=_axes_of(source),
     ) as labels:
         assembly = EverythingAssembly(labels)
         if not spec.distributed and len(tasks) == 1:

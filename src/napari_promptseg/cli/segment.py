@@ -37,8 +37,14 @@ def register(commands) -> None:
     add_model_arguments(segment)
     segment.add_argument("--points", type=Path, help="points CSV: object,row,col[,label]")
     segment.add_argument("--boxes", type=Path, help="boxes CSV: object,row0,col0,row1,col1")
-    segment.add_argument(
-        "-o", "--output", type=Path, required=True, help="label image to write (.tif or .ome.zarr)"
+    where = segment.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", type=Path, help="label image to write (.tif or .ome.zarr)")
+    where.add_argument(
+        "--into-image",
+        metavar="NAME",
+        help="for an OME-Zarr input: write the labels into IMAGE.zarr/labels/NAME, where "
+        "OME-Zarr readers find them (the image itself is not modified), and the objects "
+        "table beside the image as IMAGE_NAME_objects.csv",
     )
     segment.add_argument(
         "--multimask",
@@ -62,8 +68,8 @@ def run_segment(args) -> int:
     from ..core import Prompts
     from ..core.errors import PromptError
     from ..core.sam.prompts import to_sam_prompts
-    from ..core.storage.label_output import open_label_output
     from ..core.storage.ome_zarr import LABEL_OUTPUT_SUFFIXES
+    from ..core.storage.ome_zarr_labels import open_output
     from ..core.storage.readers import read_prompt_tables
     from ..core.workflows.distributed.assemble import PromptedObject, SegmentAssembly
     from ..core.workflows.distributed.scheduler import parse_scheduler
@@ -73,7 +79,12 @@ def run_segment(args) -> int:
     from .scale import open_store, recipe_from_args, run_tasks
 
     parse_scheduler(args.scheduler)
-    output = check_output_path(args.output, LABEL_OUTPUT_SUFFIXES)
+    if args.into_image is not None:  # refused before the model loads
+        from ..core.storage.ome_zarr_labels import image_label_target
+
+        output = image_label_target(args.image, args.into_image).path
+    else:
+        output = check_output_path(args.output, LABEL_OUTPUT_SUFFIXES)
     source = ImageSource.create(args.image, **image_conversion(args)).resolved()
     planes = source.planes()
     axes = plane_axes(args.axes, planes)
@@ -109,8 +120,14 @@ def run_segment(args) -> int:
         multimask,
     )
     recipe = recipe_from_args(args, store=open_store(args.store))
-    with open_label_output(
-        output, n_planes, planes.plane_shape, axes=_ome_axes(args.image), max_id=max(ids.values())
+    with open_output(
+        output,
+        n_planes,
+        planes.plane_shape,
+        image=args.image,
+        into_image=args.into_image,
+        axes=_ome_axes(args.image),
+        max_id=max(ids.values()),
     ) as labels:
         assembly = SegmentAssembly(
             labels, prompted, tasks, overwrite=args.overwrite, model=_model_name(recipe)
