@@ -87,3 +87,37 @@ def test_sam2_checkpoint_given_as_vit_b_is_refused(tmp_path, image, capsys):
     assert "does not fit model type 'vit_b'" in err
     assert "SAM 2.1 checkpoint (sam2.1_hiera_t)" in err and "--model-type sam2.1_hiera_t" in err
     assert not out.exists() and checkpoint.read_bytes() == before
+
+
+@pytest.mark.parametrize("family", ["vit_t", "sam2.1_hiera_t"])
+def test_the_command_line_prints_our_messages_only(tmp_path, image, family):
+    """No third-party deprecation warning (timm inside MobileSAM, hydra and iopath in sam2)
+    reaches the user: a fresh interpreter, Python's default warning filters, the DeprecationWarnings
+    of every module shown (-W default), stderr read whole."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("mobile_sam" if family == "vit_t" else "sam2")
+    save = (
+        save_mobilesam(mobilesam_reference(), tmp_path / "m.pt")
+        if family == "vit_t"
+        else (save_sam2(sam2_reference(), tmp_path / "m.pt"))
+    )
+    points = tmp_path / "points.csv"
+    points.write_text("object,row,col\n1,40,50\n")
+    command = [sys.executable, "-W", "default", "-m", "napari_promptseg.cli", "segment",
+               str(image[0]), "--checkpoint", str(save), "--points", str(points),
+               "-o", str(tmp_path / "out.tif")]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_plain_env())
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stderr.splitlines() if "Warning" in line or "warn(" in line]
+    assert not lines, "\n".join(lines)
+    assert "wrote" in run.stdout
+
+
+def _plain_env():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONWARNINGS")}
+    env["PYTHONWARNINGS"] = ""
+    return env

@@ -26,7 +26,9 @@ def build_mobilesam_vit_t() -> Any:
     """MobileSAM (TinyViT encoder, SAM's prompt encoder and mask decoder), random weights, eval."""
     require_installed(FAMILIES[MOBILESAM], "vit_t")
     with warnings.catch_warnings():
-        # timm warns about deprecated import paths mobile_sam uses; nothing users can act on
+        # timm warns (FutureWarning) about the deprecated import paths mobile_sam uses, and
+        # about mobile_sam re-registering its models: nothing users can act on (the CLI test
+        # test_the_command_line_prints_our_messages_only keeps it so)
         warnings.simplefilter("ignore")
         from mobile_sam import sam_model_registry
 
