@@ -269,3 +269,77 @@ def test_a_new_commit_keeps_a_foreign_table_and_its_objects_show_grey():
     colours = objects.confidence_colormap(layer).map(np.array([3, 10]))
     assert np.allclose(colours[0], [0.6, 0.6, 0.6, 1.0])  # no score: grey, not NaN
     assert np.allclose(colours[1], objects.confidence_color(0.95))  # its own score
+
+
+def moving_cells(dtype=np.uint16) -> np.ndarray:
+    """Four planes of the three cells; cell 3 drifts right and is absent from the last plane."""
+    planes = []
+    for z in range(4):
+        plane = cellpose_like(dtype)
+        plane[plane == 3] = 0
+        if z < 3:
+            plane[5:20, 5 + z : 25 + z][plane[5:20, 5 + z : 25 + z] == 0] = 3
+        planes.append(plane)
+    return np.stack(planes)
+
+
+def test_delete_merge_split_through_every_plane_each_undo_in_one_step():
+    stack = moving_cells()
+    layer = Labels(
+        stack.copy(), features=pd.DataFrame({"index": [3, 7, 9], "kind": ["a", "b", "c"]})
+    )
+    ref = SliceRef((1, None, None), (1, 2))
+    history = len(layer._undo_history)
+
+    removed = object_edits.delete(layer, ref, 3, whole=True)
+    assert removed == int((stack == 3).sum()) and not (layer.data == 3).any()
+    assert 3 not in features_of(layer) and len(layer._undo_history) == history + 1
+    objects.undo(layer)
+    assert np.array_equal(layer.data, stack) and features_of(layer)[3]["kind"] == "a"
+
+    merged = object_edits.merge(layer, ref, 9, 7, whole=True)
+    assert np.array_equal(layer.data == 9, (stack == 9) | (stack == 7))
+    assert set(features_of(layer)) == {3, 9} and merged["kind"] == "c"
+    objects.undo(layer)
+    assert np.array_equal(layer.data, stack) and set(features_of(layer)) == {3, 7, 9}
+
+    part = np.zeros((40, 60), bool)
+    part[:, :14] = True  # the left of cell 3's footprint, on every plane it is on
+    new, rest = object_edits.split(layer, ref, 3, part, whole=True, predicted_iou=0.8)
+    assert new["id"] == 10 and rest["id"] == 3 and not new.get("kind") and rest["kind"] == "a"
+    expected_new = (stack == 3) & part[None]
+    assert np.array_equal(layer.data == 10, expected_new)
+    assert np.array_equal(layer.data == 3, (stack == 3) & ~part[None])
+    assert all(expected_new[z].any() for z in range(3)) and not (layer.data[3] == 10).any()
+    objects.undo(layer)  # one step takes it back on every plane
+    assert np.array_equal(layer.data, stack) and set(features_of(layer)) == {3, 7, 9}
+    objects.redo(layer)
+    assert np.array_equal(layer.data == 10, expected_new) and 10 in features_of(layer)
+
+
+def test_whole_object_edits_refuse_what_cannot_be_done():
+    stack = moving_cells()
+    layer = Labels(stack.copy())
+    ref = SliceRef((0, None, None), (1, 2))
+    with pytest.raises(EditError, match="object 5 is not in"):
+        object_edits.delete(layer, ref, 5, whole=True)
+    with pytest.raises(EditError, match="merged with itself"):
+        object_edits.merge(layer, ref, 3, 3, whole=True)
+    everything = np.ones((40, 60), bool)
+    with pytest.raises(EditError, match="covers all of object 3 on every plane"):
+        object_edits.split(layer, ref, 3, everything, whole=True)
+    with pytest.raises(EditError, match="covers none of object 3 on any plane"):
+        object_edits.split(layer, ref, 3, ~everything, whole=True)
+    assert np.array_equal(layer.data, stack) and len(layer._undo_history) == 0
+
+
+def test_a_plane_of_the_object_may_go_whole_to_the_new_object():
+    """On a plane where the footprint covers all of the object, that plane is the new id."""
+    stack = moving_cells()
+    layer = Labels(stack.copy())
+    ref = SliceRef((0, None, None), (1, 2))
+    part = np.zeros((40, 60), bool)
+    part[5:20, 7:26] = True  # all of cell 3 on plane 2 (cols 7-24), part of it on 0 and 1
+    object_edits.split(layer, ref, 3, part, whole=True)
+    assert not (layer.data[2] == 3).any() and (layer.data[2] == 10).sum() == (stack[2] == 3).sum()
+    assert (layer.data[0] == 3).any() and (layer.data[1] == 3).any()

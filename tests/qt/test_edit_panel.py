@@ -274,3 +274,49 @@ def test_edit_the_plane_in_view_of_a_scaled_stack(make_napari_viewer, qtbot, tin
     viewer.dims.set_current_step(0, 2)  # moving off the plane drops the edit, writes nothing
     assert session.editing.edit is None
     assert np.array_equal(layer.data[2], labels[2])
+
+
+def test_a_3d_object_is_deleted_and_split_through_all_planes_with_one_undo(
+    make_napari_viewer, qtbot, tiny_sam
+):
+    viewer = make_napari_viewer(show=True)
+    stack = np.stack([sample_image()] * 3)
+    widget = open_widget(viewer, qtbot, tiny_sam, image=stack)
+    labels = np.stack([cellpose_like(np.uint16)] * 3)
+    labels[0][labels[0] == 12] = 0  # object 12 is on planes 1 and 2 only
+    layer = viewer.add_labels(labels.copy(), name="cellpose")
+    widget.points_button.click()
+    panel = next(p for p in widget.panels if type(p).__name__ == "EditPanel")
+    session = widget.session
+    viewer.dims.set_current_step(0, 1)
+    qtbot.waitUntil(
+        lambda: session.current_slice is not None and session.current_slice.fixed == (1,),
+        timeout=WAIT_MS,
+    )
+    panel.scope.setCurrentIndex(1)  # "whole object"
+    assert session.editing.whole_object
+
+    click(viewer, 150, 450, SHIFT)
+    assert "every plane" in panel.state_label.text()
+    panel.delete_button.click()
+    assert not (layer.data == 12).any()
+    assert np.array_equal(layer.data[layer.data != 0], labels[(labels != 12) & (labels != 0)])
+    session.undo()  # one step brings it back on both planes
+    assert np.array_equal(layer.data, labels)
+
+    click(viewer, 200, 350, SHIFT)
+    click(viewer, 200, 320)  # a part of object 9 (the tiny model decides which)
+    wait_for_mask(qtbot, session, points=1)
+    part = session.result.masks[session.candidate] & (labels[1] == 9)
+    panel.split_button.click()
+    for z in range(3):  # the same footprint splits the object on every plane
+        assert np.array_equal(layer.data[z] == 13, part)
+        assert np.array_equal(layer.data[z] == 9, (labels[z] == 9) & ~part)
+    session.undo()
+    assert np.array_equal(layer.data, labels)
+
+    panel.set_whole_object(False)  # the plane in view only, as before
+    click(viewer, 80, 120, SHIFT)
+    panel.delete_button.click()
+    assert not (layer.data[1] == 5).any() and (layer.data[0] == 5).any()
+    assert (layer.data[2] == 5).any()

@@ -147,6 +147,9 @@ class ObjectEditor:
         self._use_labels = use_labels
         self.armed = False  # the next click picks (key K)
         self.merging = False  # the next pick is merged into the edited object
+        # delete, merge and split act on every plane of the object (one undo step), not
+        # only the plane in view; replacing stays per plane (a decoded mask is 2D)
+        self.whole_object = False
         self.listeners: list[Callable[[], None]] = []  # called when any of the above changes
         self._on_click = pick_on_click(self)
         viewer.mouse_drag_callbacks.append(self._on_click)
@@ -273,7 +276,9 @@ class ObjectEditor:
             return None
         edit, mask, scores = decoded
         try:
-            new, rest = object_edits.split(edit.layer, edit.ref, edit.object_id, mask, **scores)
+            new, rest = object_edits.split(
+                edit.layer, edit.ref, edit.object_id, mask, whole=self.whole_object, **scores
+            )
         except (LabelsError, PromptSegError) as error:
             self._problem(str(error))
             return None
@@ -290,12 +295,17 @@ class ObjectEditor:
         if edit is None:
             return False
         try:
-            removed = object_edits.delete(edit.layer, edit.ref, edit.object_id)
+            removed = object_edits.delete(
+                edit.layer, edit.ref, edit.object_id, whole=self.whole_object
+            )
         except (LabelsError, PromptSegError) as error:
             self._problem(str(error))
             return False
         self._finish()
-        self._status(f"deleted {edit.describe()} ({removed} px); Ctrl+Z brings it back")
+        where = " on every plane" if self.whole_object else ""
+        self._status(
+            f"deleted {edit.describe()}{where} ({removed} px); Ctrl+Z brings it back"
+        )
         return True
 
     def merge_with(self, other_id: int) -> dict | None:
@@ -304,7 +314,9 @@ class ObjectEditor:
         if edit is None:
             return None
         try:
-            row = object_edits.merge(edit.layer, edit.ref, edit.object_id, int(other_id))
+            row = object_edits.merge(
+                edit.layer, edit.ref, edit.object_id, int(other_id), whole=self.whole_object
+            )
         except (LabelsError, PromptSegError) as error:
             self._problem(str(error))
             return None

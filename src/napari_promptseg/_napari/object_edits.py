@@ -74,39 +74,108 @@ def replace_in_place(
     return _apply(labels_layer, ref, edit, {object_id: decoded})[object_id]
 
 
-def delete(labels_layer, ref: SliceRef, object_id: int) -> int:
-    """Object ``object_id``'s pixels on plane ``ref`` become background; returns how many.
+def delete(labels_layer, ref: SliceRef, object_id: int, *, whole: bool = False) -> int:
+    """Object ``object_id``'s pixels on plane ``ref`` (``whole``: on every plane) become
+    background, in one undo step; returns how many.
 
     Its row is set aside (it comes back if an undo brings the pixels back).
     """
-    edit = delete_object(objects.plane_of(labels_layer, ref), object_id)
-    _apply(labels_layer, ref, edit, {})
-    return edit.size
+    if not whole:
+        edits = [(ref, delete_object(objects.plane_of(labels_layer, ref), object_id))]
+    else:
+        edits = [
+            (plane, PlaneEdit.of(pixels, pixels == object_id, 0))
+            for plane, pixels in _planes_holding(labels_layer, ref, object_id, "delete")
+        ]
+    _apply(labels_layer, ref, edits, {})
+    return sum(edit.size for _plane, edit in edits)
 
 
-def merge(labels_layer, ref: SliceRef, keep_id: int, other_id: int) -> dict:
-    """Object ``other_id`` joins ``keep_id`` on plane ``ref``; returns ``keep_id``'s row.
+def merge(labels_layer, ref: SliceRef, keep_id: int, other_id: int, *, whole: bool = False) -> dict:
+    """Object ``other_id`` joins ``keep_id`` on plane ``ref`` (``whole``: on every plane
+    ``other_id`` is on); returns ``keep_id``'s row. One undo step.
 
     The kept object's scores stay; its area and box grow; ``other_id``'s row is set aside.
     """
-    edit = merge_objects(objects.plane_of(labels_layer, ref), keep_id, other_id)
-    return _apply(labels_layer, ref, edit, {keep_id: {}})[keep_id]
+    if not whole:
+        edits = [(ref, merge_objects(objects.plane_of(labels_layer, ref), keep_id, other_id))]
+    else:
+        if keep_id == other_id:
+            raise EditError(f"object {keep_id} cannot be merged with itself: pick another object.")
+        _planes_holding(labels_layer, ref, keep_id, "merge")  # it must exist
+        edits = [
+            (plane, PlaneEdit.of(pixels, pixels == other_id, keep_id))
+            for plane, pixels in _planes_holding(labels_layer, ref, other_id, "merge")
+        ]
+    return _apply(labels_layer, ref, edits, {keep_id: {}})[keep_id]
 
 
 def split(
-    labels_layer, ref: SliceRef, object_id: int, part: np.ndarray, **decoded
-) -> tuple[dict, dict]:
+    labels_layer, ref: SliceRef, object_id: int, part: np.ndarray, *, whole: bool = False,
+    **decoded,
+) -> tuple[dict, dict]:  # fmt: skip
     """The part of ``object_id`` inside ``part`` becomes a new object; returns (new row, rest).
 
+    ``whole``: on every plane of the object, its pixels under ``part``'s footprint (the mask
+    drawn on plane ``ref``, the same rows and columns) become the new object. One undo step.
     The new object gets the decode's scores (``decoded``) and the old object's class; the
     rest keeps ``object_id`` and its scores.
     """
     new_id = next_label_id(labels_layer.data)
-    edit = split_object(objects.plane_of(labels_layer, ref), object_id, part, new_id)
+    if not whole:
+        edits = [(ref, split_object(objects.plane_of(labels_layer, ref), object_id, part, new_id))]
+    else:
+        edits = _split_through(labels_layer, ref, object_id, np.asarray(part, bool), new_id)
     old = row_of(labels_layer, object_id) or {}
     decoded.setdefault("class_name", _text(old.get("class")))
-    rows = _apply(labels_layer, ref, edit, {new_id: decoded, object_id: {}})
+    rows = _apply(labels_layer, ref, edits, {new_id: decoded, object_id: {}})
     return rows[new_id], rows[object_id]
+
+
+def _split_through(labels_layer, ref, object_id, part, new_id) -> list[tuple[SliceRef, PlaneEdit]]:
+    edits, kept = [], 0
+    for plane, pixels in _planes_holding(labels_layer, ref, object_id, "split"):
+        if pixels.shape != part.shape:
+            raise EditError(f"mask shape {part.shape} does not match the planes {pixels.shape}.")
+        own = pixels == object_id
+        kept += int((own & ~part).sum())
+        if (own & part).any():  # a plane may go to the new object whole
+            edits.append((plane, PlaneEdit.of(pixels, own & part, new_id)))
+    if not edits:
+        raise EditError(
+            f"the mask shown covers none of object {object_id} on any plane: prompt the part "
+            "to split off inside the object."
+        )
+    if kept == 0:
+        raise EditError(
+            f"the mask shown covers all of object {object_id} on every plane: nothing would "
+            "keep its id; prompt only the part to split off."
+        )
+    return edits
+
+
+def _planes_holding(labels_layer, ref: SliceRef, object_id: int, what: str):
+    """(plane, its pixels) for every plane parallel to ``ref`` that holds ``object_id``."""
+    data = np.asarray(labels_layer.data)
+    fixed = [axis for axis, position in enumerate(ref.index) if position is not None]
+    if not fixed:
+        found = [ref] if (data == object_id).any() else []
+    else:
+        hit = np.any(data == object_id, axis=tuple(ref.displayed))
+        found = [
+            SliceRef(_index_at(ref, fixed, position), ref.displayed)
+            for position in np.argwhere(hit)
+        ]
+    if not found:
+        raise EditError(f"object {object_id} is not in {labels_layer.name!r}: nothing to {what}.")
+    return [(plane, objects.plane_of(labels_layer, plane)) for plane in found]
+
+
+def _index_at(ref: SliceRef, fixed: list[int], position: np.ndarray) -> tuple[int | None, ...]:
+    index: list[int | None] = list(ref.index)
+    for axis, value in zip(fixed, position, strict=True):
+        index[axis] = int(value)
+    return tuple(index)
 
 
 def set_class(labels_layer, object_id: int, class_name: str, ref: SliceRef | None = None) -> dict:
@@ -133,28 +202,44 @@ def set_class(labels_layer, object_id: int, class_name: str, ref: SliceRef | Non
 
 
 def _apply(
-    labels_layer, ref: SliceRef, edit: PlaneEdit, changed: dict[int, dict[str, Any]]
+    labels_layer,
+    ref: SliceRef,
+    edits: PlaneEdit | list[tuple[SliceRef, PlaneEdit]],
+    changed: dict[int, dict[str, Any]],
 ) -> dict[int, dict]:
-    """Write ``edit`` as one undo step; new rows for the objects in ``changed`` (id → the
+    """Write ``edits`` (one plane's, or (plane, edit) pairs of several planes) as one undo
+    step; new rows, measured on plane ``ref``, for the objects in ``changed`` (id → the
     decode's keywords, {} for pixels only); rows of objects left without pixels set aside."""
-    _check_dtype(labels_layer, edit)
+    if isinstance(edits, PlaneEdit):
+        edits = [(ref, edits)]
+    for _plane, edit in edits:
+        _check_dtype(labels_layer, edit)
     adopt_features(labels_layer)
-    indices = ref.full_indices(edit.rows, edit.cols)
+    indices = _joined([plane.full_indices(edit.rows, edit.cols) for plane, edit in edits])
+    values = np.concatenate([edit.values for _plane, edit in edits])
     with labels_layer.block_history():  # one undo step, in the layer's own dtype
-        labels_layer.data_setitem(indices, edit.values.astype(labels_layer.data.dtype))
+        labels_layer.data_setitem(indices, values.astype(labels_layer.data.dtype))
     plane = objects.plane_of(labels_layer, ref)
-    probe_rows, probe_cols, values, before = edit.probes()
-    probes = ref.full_indices(probe_rows, probe_cols)
+    probed = [(p, edit.probes(max(8, 64 // len(edits)))) for p, edit in edits]
+    probes = _joined([p.full_indices(rows, cols) for p, (rows, cols, _v, _b) in probed])
+    values = np.concatenate([v for _p, (_r, _c, v, _b) in probed])
+    before = np.concatenate([b for _p, (_r, _c, _v, b) in probed])
     new_rows = {}
     for object_id, decoded in changed.items():
         previous = row_of(labels_layer, object_id)
         row = edited_row(previous, object_id, plane == object_id, slice_index=ref.fixed, **decoded)
         _record(labels_layer, previous, row, EditChange, probes, values, before)
         new_rows[object_id] = row
-    touched = {int(i) for i in np.unique(edit.before)} - {0}
-    if any(not (plane == i).any() for i in touched):
-        objects.reconcile(labels_layer)  # rows of objects the edit removed go aside
+    for edited, edit in edits:
+        after = plane if edited == ref else objects.plane_of(labels_layer, edited)
+        if any(not (after == i).any() for i in set(np.unique(edit.before).tolist()) - {0}):
+            objects.reconcile(labels_layer)  # rows of objects the edit removed go aside
+            break
     return new_rows
+
+
+def _joined(indices: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    return tuple(np.concatenate(axis) for axis in zip(*indices, strict=True))
 
 
 def _record(labels_layer, previous, row, kind, probes, values, before) -> None:

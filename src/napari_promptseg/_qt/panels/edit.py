@@ -2,14 +2,23 @@
 
 Shift+click an object (or press K / "Pick", then click it) to edit it: SAM starts from its
 mask and box, clicks refine it, Commit (C) replaces it in place under its own id. Split off,
-Merge with… and Delete act on the picked object. The work is the session's
+Merge with… and Delete act on the picked object, on the plane in view or (*Edits act on:
+whole object*) on every plane of a 3D or time-series object, one undo step. The work is the session's
 :class:`~napari_promptseg._napari.editing.ObjectEditor`; this panel shows its state and
 calls it.
 """
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .registry import disconnect
 
@@ -47,6 +56,13 @@ class EditPanel(QWidget):
         self.merge_button.setToolTip("then Shift+click the object to join this one (keeps its id)")
         self.delete_button = QPushButton("Delete")
         self.delete_button.setToolTip("remove the object from this plane (Ctrl+Z brings it back)")
+        self.scope = QComboBox()
+        self.scope.addItems(["this plane", "whole object"])
+        self.scope.setToolTip(
+            "Split off, Merge and Delete on the plane in view only, or on every plane of a "
+            "3D / time-series object at once (one Ctrl+Z undoes it); Commit in place "
+            "replaces the plane in view"
+        )
         grid = QGridLayout()
         for index, button in enumerate(
             (
@@ -63,6 +79,10 @@ class EditPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(hint)
         layout.addLayout(grid)
+        scope = QHBoxLayout()
+        scope.addWidget(QLabel("Edits act on"))
+        scope.addWidget(self.scope, 1)
+        layout.addLayout(scope)
         layout.addWidget(self.state_label)
 
         self.pick_button.clicked.connect(lambda: self.editor.toggle_pick())
@@ -71,8 +91,16 @@ class EditPanel(QWidget):
         self.split_button.clicked.connect(lambda: self.editor.split())
         self.merge_button.clicked.connect(lambda: self.editor.begin_merge())
         self.delete_button.clicked.connect(lambda: self.editor.delete())
+        self.scope.currentIndexChanged.connect(self.set_whole_object)
         self.editor.listeners.append(self.refresh)
         session.objects_changed.connect(self.refresh)
+        self.refresh()
+
+    def set_whole_object(self, whole: bool | int) -> None:
+        """Edits on every plane of the object (True) or the plane in view (False)."""
+        self.editor.whole_object = bool(whole)
+        if self.scope.currentIndex() != int(bool(whole)):
+            self.scope.setCurrentIndex(int(bool(whole)))
         self.refresh()
 
     def refresh(self) -> None:
@@ -94,8 +122,9 @@ class EditPanel(QWidget):
             self.state_label.setText(f"merge: Shift+click the object to join {edit.describe()}")
         else:
             where = f", {edit.ref.describe()}" if edit.ref.fixed else ""
+            every = " (edits: every plane)" if editor.whole_object and edit.ref.fixed else ""
             self.state_label.setText(
-                f"editing {edit.describe()}{where}: {int(edit.mask.sum())} px when picked"
+                f"editing {edit.describe()}{where}: {int(edit.mask.sum())} px when picked{every}"
             )
 
     def close(self) -> bool:
