@@ -5,6 +5,7 @@ certain → retrained at once; the saved classifier gives the CLI's table; bad i
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from widgetkit import WAIT_MS, open_widget
 from napari_promptseg._napari import classifier as layer_classifier
 from napari_promptseg._napari import objects
 from napari_promptseg._qt.panels.classifier import ClassifierPanel
+from napari_promptseg._writer import write_labels
+from napari_promptseg._writer_coco import write_coco
 from napari_promptseg.cli import main
 from napari_promptseg.core import PromptSegmenter
 from napari_promptseg.core.workflows.classify.synthetic import two_class_cells
@@ -99,6 +102,22 @@ def test_five_examples_per_class_train_predict_correct_retrain(
     row = next(r for r in objects.object_rows(layer) if int(r["id"]) == object_id)
     assert row["class"] == other and row["class_source"] == "user"
     assert np.isnan(float(row["class_probability"]))
+
+    # exported: the objects CSV carries class, source and probability; COCO its categories
+    meta = {"features": layer.features, "metadata": layer.metadata, "name": layer.name}
+    write_labels(str(tmp_path / "cells_out.tif"), layer.data, meta)
+    with open(tmp_path / "cells_out_objects.csv", newline="") as file:
+        exported = {int(r["id"]): r for r in csv.DictReader(file)}
+    for r in objects.object_rows(layer):
+        assert exported[int(r["id"])]["class"] == r["class"]
+        assert exported[int(r["id"])]["class_source"] == r["class_source"]
+    write_coco(str(tmp_path / "cells.json"), layer.data, meta)
+    coco = json.loads((tmp_path / "cells.json").read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert set(names.values()) == {"round", "long"}
+    assert sorted(names[a["category_id"]] for a in coco["annotations"]) == sorted(
+        r["class"] for r in objects.object_rows(layer)
+    )
 
     # the saved classifier applied by the CLI to the files gives the panel's predictions
     saved = panel.save(tmp_path / "cells.npz")
