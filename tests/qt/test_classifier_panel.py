@@ -45,6 +45,15 @@ def _wait(qtbot, panel):
     qtbot.waitUntil(lambda: not panel.running, timeout=WAIT_MS)
 
 
+def _drawn(layer, object_id):
+    return layer.colormap.map(np.array([object_id]))[0][:3]
+
+
+def _colour(widget, name):
+    hex_colour = _panel(widget, "ClassesPanel").classes.find(name).colour
+    return [int(hex_colour[k : k + 2], 16) / 255 for k in (1, 3, 5)]
+
+
 def _give_class(viewer, layer, object_id, key):
     """What the user does: Shift+click inside the object, then the class's key."""
     inside = np.argwhere(ndimage.binary_erosion(layer.data == object_id, iterations=2))
@@ -65,6 +74,7 @@ def test_five_examples_per_class_train_predict_correct_retrain(
     assert panel.examples() == {i: cells.classes[i] for i in chosen}
     assert "round 5, long 5" in panel.examples_label.text()
 
+    _panel(widget, "ClassesPanel").colour_check.setChecked(True)  # stays on through the runs
     assert panel.train()
     assert panel.running
     _wait(qtbot, panel)
@@ -83,11 +93,8 @@ def test_five_examples_per_class_train_predict_correct_retrain(
     assert panel.review.count() == len(review)
 
     # colours by class: an object predicted "long" takes long's colour
-    _panel(widget, "ClassesPanel").colour_check.setChecked(True)
     long_id = next(int(r["id"]) for r in predicted if r["class"] == "long")
-    long_colour = _panel(widget, "ClassesPanel").classes.find("long").colour
-    drawn = layer.colormap.map(np.array([long_id]))[0][:3]
-    assert np.allclose(drawn, [int(long_colour[k : k + 2], 16) / 255 for k in (1, 3, 5)], atol=0.01)
+    assert np.allclose(_drawn(layer, long_id), _colour(widget, "long"), atol=0.01)
 
     # correct the least certain: picked from the review list, given the other class by key
     object_id, name, _p = review[0]
@@ -102,6 +109,7 @@ def test_five_examples_per_class_train_predict_correct_retrain(
     row = next(r for r in objects.object_rows(layer) if int(r["id"]) == object_id)
     assert row["class"] == other and row["class_source"] == "user"
     assert np.isnan(float(row["class_probability"]))
+    assert np.allclose(_drawn(layer, object_id), _colour(widget, other), atol=0.01)
 
     # exported: the objects CSV carries class, source and probability; COCO its categories
     meta = {"features": layer.features, "metadata": layer.metadata, "name": layer.name}

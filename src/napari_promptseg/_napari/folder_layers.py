@@ -16,7 +16,8 @@ from . import objects
 # In the image layer's metadata: which file it shows. Not prompt_layers.TAG, which marks
 # the plugin's prompt and output layers (the session keeps those selected).
 FILE_KEY = "promptseg_folder_image"
-_LAYER_KEYS = (prompt_layers.TAG, "promptseg_colormap")  # labels metadata kept across images
+# labels metadata kept across images
+_LAYER_KEYS = (prompt_layers.TAG, "promptseg_colormap", objects.CONFIDENCE_COLORMAP_KEY)
 
 
 def is_rgb(image: np.ndarray) -> bool:

@@ -30,6 +30,10 @@ from .slices import SliceRef
 
 ROWS_KEY = "promptseg_set_aside"  # layer.metadata key for rows of undone objects
 CHANGES_KEY = "promptseg_row_changes"  # layer.metadata key for RowChange records
+#: layer.metadata key for the layer's own colormap while confidence colours are shown (the
+#: class colours keep theirs under classes.CLASS_COLORMAP_KEY: both can be on, each restores
+#: what was there before it)
+CONFIDENCE_COLORMAP_KEY = "promptseg_confidence_colormap"
 MAX_CHANGES = 100  # row changes remembered for undo/redo (oldest forgotten first)
 BOX_COLUMNS = ("bbox_row0", "bbox_col0", "bbox_row1", "bbox_col1")
 

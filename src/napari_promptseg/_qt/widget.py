@@ -401,10 +401,10 @@ class PromptSegWidget(QWidget):
         if labels is None:
             return
         if on:
-            labels.metadata.setdefault("promptseg_colormap", labels.colormap)
+            labels.metadata.setdefault(objects.CONFIDENCE_COLORMAP_KEY, labels.colormap)
             labels.colormap = objects.confidence_colormap(labels)
-        elif "promptseg_colormap" in labels.metadata:
-            labels.colormap = labels.metadata.pop("promptseg_colormap")
+        elif objects.CONFIDENCE_COLORMAP_KEY in labels.metadata:
+            labels.colormap = labels.metadata.pop(objects.CONFIDENCE_COLORMAP_KEY)
 
     def _refresh_review(self, *_) -> None:
         self.review_list.clear()

@@ -317,7 +317,8 @@ class ClassifierPanel(QWidget):
         say(
             self.session,
             self.status_label,
-            f"{trained}{self.predictions} object(s) of {labels_name} predicted ({summary})",
+            f"{trained}{self.predictions} object(s) of {labels_name} predicted; all objects: "
+            f"{summary}",
         )
         self._fill_review()
 
