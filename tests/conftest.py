@@ -159,6 +159,21 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NAPARI_PROMPTSEG_GC_FREEZE", "0")
 
 
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test(request):
+    """After a GUI test (its viewer closed), wait until Qt's pool threads are done: an
+    embedding or warm-up decode of a closed viewer must not run into the next test (a
+    torch forward left running that way crashed a later test in CI)."""
+    yield
+    if not _needs_display(request.node):
+        return
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    if pool is not None and not pool.waitForDone(30_000):
+        pytest.fail("a background worker was still running 30 s after the test ended")
+
+
 @pytest.fixture(scope="module")
 def dask_client():
     """A LocalCluster of 2 worker processes (the ``--scheduler local:2`` code path), started

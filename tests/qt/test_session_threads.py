@@ -128,3 +128,28 @@ def test_closing_stops_the_decoder_warm_up_and_waits_for_it(viewer, qtbot, tiny_
     time.sleep(1.0)
     assert len(segmenter.decodes) == count, "no decode may start after the session closed"
     assert all(t < closed for t in segmenter.decodes)
+
+
+def test_closing_napari_s_window_stops_the_warm_up_without_closing_the_widget(
+    make_napari_viewer, qtbot, tiny_sam
+):
+    """napari closes its window without a closeEvent for docked widgets: the session's
+    background work stops when the window is destroyed."""
+    from napari_promptseg._qt.widget import PromptSegWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(sample_image(), name="image")
+    widget = PromptSegWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Prompt segmentation")
+    qtbot.waitUntil(lambda: widget._watching_window, timeout=WAIT_MS)
+    segmenter = _SlowDecodes(tiny_sam, "slow-decodes", name="slow decodes")
+    widget.session.set_segmenter(segmenter)
+    qtbot.waitUntil(lambda: len(segmenter.decodes) >= 1, timeout=WAIT_MS)  # warm-up runs
+    embedder = widget.session.embedder
+    widget.window().destroyed.emit()  # what Qt emits when napari's closed window is freed
+    assert embedder._stop.is_set()
+    stopped = time.perf_counter()
+    count = len(segmenter.decodes)
+    time.sleep(1.0)
+    assert len(segmenter.decodes) == count, "no decode may start once the window is gone"
+    assert all(t < stopped for t in segmenter.decodes)

@@ -303,9 +303,7 @@ class ObjectEditor:
             return False
         self._finish()
         where = " on every plane" if self.whole_object else ""
-        self._status(
-            f"deleted {edit.describe()}{where} ({removed} px); Ctrl+Z brings it back"
-        )
+        self._status(f"deleted {edit.describe()}{where} ({removed} px); Ctrl+Z brings it back")
         return True
 
     def merge_with(self, other_id: int) -> dict | None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QSize, Qt, QTimer
 from qtpy.QtWidgets import (
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
     import napari
 
 NEW_LABELS_ITEM = "new labels layer"
+
+
+log = logging.getLogger(__name__)
 
 
 class PromptSegWidget(QWidget):
@@ -201,6 +206,7 @@ class PromptSegWidget(QWidget):
             )
             combo.setMinimumContentsLength(12)
         self._layout_memory = DockLayoutMemory(self.tabs, self.splitter)
+        self._watching_window = False  # no reference to it: napari checks windows are freed
 
     def _connect(self) -> None:
         session = self.session
@@ -433,6 +439,7 @@ class PromptSegWidget(QWidget):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        self._watch_window()
         start_fitting(self)  # styled now: the widths are the ones the user will see
         # after napari has laid the window out: the heights mean something then
         QTimer.singleShot(0, self._layout_memory.restore_split)
@@ -441,6 +448,21 @@ class PromptSegWidget(QWidget):
         # napari hides docked widgets when its window closes (no closeEvent for them)
         self._layout_memory.save_now()
         super().hideEvent(event)
+
+    def _watch_window(self) -> None:
+        """Stop the session's background torch work when napari's window goes away.
+
+        napari closes its window without closing docked widgets (no closeEvent reaches
+        them), and an embedding or warm-up decode of a closed viewer must not run on in the
+        process (it crashed a later test once). The slot holds the embedder, not this
+        widget: when the window is destroyed, this widget's C++ side is gone already.
+        """
+        window = self.window()
+        if window is self or self._watching_window:
+            return
+        self._watching_window = True
+        embedder = self.session.embedder
+        window.destroyed.connect(lambda *_: stop_background_work(embedder))
 
     def closeEvent(self, event) -> None:
         self.close_session()
@@ -455,6 +477,16 @@ class PromptSegWidget(QWidget):
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.moved):
             event.disconnect(self._refresh_layer_choices)
+
+
+def stop_background_work(embedder: Any, timeout_s: float = 10.0) -> None:
+    """Cancel the embedding job and wait until its thread computes no more."""
+    with contextlib.suppress(RuntimeError):  # a listener's Qt object is gone: stop is set
+        embedder.cancel()
+    if not embedder.wait_idle(timeout_s):
+        log.warning(
+            "the embedding worker did not stop within %.0f s of the window closing", timeout_s
+        )
 
 
 def _fill_combo(combo: QComboBox, items) -> None:

@@ -36,6 +36,19 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_label_output_arguments(parser: argparse.ArgumentParser, output_help: str) -> None:
+    """``-o OUTPUT`` or, for an OME-Zarr input, ``--into-image NAME`` (one of them)."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", type=Path, help=output_help)
+    where.add_argument(
+        "--into-image",
+        metavar="NAME",
+        help="for an OME-Zarr input: write the labels into IMAGE.zarr/labels/NAME, where "
+        "OME-Zarr readers find them (the image itself is not modified), and the objects "
+        "table beside the image as IMAGE_NAME_objects.csv",
+    )
+
+
 def load_segmenter(args, **kwargs):
     """The engine for ``--model`` / ``--checkpoint`` / ``--device`` / ``--offline``."""
     from ..core import PromptSegmenter

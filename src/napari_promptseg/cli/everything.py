@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .common import (
     add_image_arguments,
+    add_label_output_arguments,
     add_model_arguments,
     check_output_path,
     progress_printer,
@@ -60,20 +61,10 @@ def register(commands) -> None:
         "folder of them (one label image each, one task per image)",
     )
     add_model_arguments(everything)
-    where = everything.add_mutually_exclusive_group(required=True)
-    where.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        help="label image to write (.tif, or .ome.zarr for OME-Zarr); for a folder of "
-        "images, the folder to write their label images into",
-    )
-    where.add_argument(
-        "--into-image",
-        metavar="NAME",
-        help="for an OME-Zarr input: write the labels into IMAGE.zarr/labels/NAME, where "
-        "OME-Zarr readers find them (the image itself is not modified), and the objects "
-        "table beside the image as IMAGE_NAME_objects.csv",
+    add_label_output_arguments(
+        everything,
+        "label image to write (.tif, or .ome.zarr for OME-Zarr); for a folder of images, the "
+        "folder to write their label images into",
     )
     everything.add_argument(
         "--format",

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import add_image_arguments, add_model_arguments, check_output_path
+from .common import (
+    add_image_arguments,
+    add_label_output_arguments,
+    add_model_arguments,
+    check_output_path,
+)
 from .scale import add_scale_arguments
 
 
@@ -37,15 +42,7 @@ def register(commands) -> None:
     add_model_arguments(segment)
     segment.add_argument("--points", type=Path, help="points CSV: object,row,col[,label]")
     segment.add_argument("--boxes", type=Path, help="boxes CSV: object,row0,col0,row1,col1")
-    where = segment.add_mutually_exclusive_group(required=True)
-    where.add_argument("-o", "--output", type=Path, help="label image to write (.tif or .ome.zarr)")
-    where.add_argument(
-        "--into-image",
-        metavar="NAME",
-        help="for an OME-Zarr input: write the labels into IMAGE.zarr/labels/NAME, where "
-        "OME-Zarr readers find them (the image itself is not modified), and the objects "
-        "table beside the image as IMAGE_NAME_objects.csv",
-    )
+    add_label_output_arguments(segment, "label image to write (.tif or .ome.zarr)")
     segment.add_argument(
         "--multimask",
         choices=("auto", "on", "off"),
