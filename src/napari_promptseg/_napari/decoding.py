@@ -262,10 +262,10 @@ class DecodeController:
             if tiled is None:
                 assert embedding is not None  # has_pixels was checked
                 count = self.threads.choose() if runs_on_cpu(getattr(segmenter, "sam", None)) else 0
-                with torch_threads(count or torch.get_num_threads()):
+                with torch_threads(count or torch.get_num_threads()) as applied:
                     result = segmenter.predict(embedding, prompts, multimask=multimask)
                 self._measured = time.perf_counter() - started
-                if count:
+                if count and applied:  # not applied: another thread was computing
                     self.threads.record(count, self._measured)
                 return target, prompts, result
             needed = tiled.tiles_needed(prompts, multimask)

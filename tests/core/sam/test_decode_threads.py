@@ -95,3 +95,47 @@ def test_the_engine_keeps_torchs_thread_count(tiny_sam):
     for _ in range(5):
         segmenter.predict(embedding, Prompts.from_points([[30, 40]]))
     assert seen == [before] * 5  # batch work and the CLI equal upstream run alike
+
+
+def test_the_thread_count_never_changes_while_another_thread_computes():
+    """torch.set_num_threads resizes torch's shared pool and clears oneDNN's kernel cache:
+    with another thread in torch work the count stays; torch work waits for a changed one."""
+    import threading
+    import time
+
+    from napari_promptseg.core.sam.threads import torch_work
+
+    many = torch.get_num_threads()
+    inside, release = threading.Event(), threading.Event()
+
+    def worker():
+        with torch_work():
+            inside.set()
+            release.wait(5)
+
+    other = threading.Thread(target=worker)
+    other.start()
+    inside.wait(5)
+    with torch_threads(1) as applied:  # the other thread computes: not applied
+        assert not applied and torch.get_num_threads() == many
+    release.set()
+    other.join(5)
+
+    entered: list[float] = []
+
+    def late_worker():
+        with torch_work():
+            entered.append(time.perf_counter())
+
+    with torch_threads(1) as applied:
+        assert applied and torch.get_num_threads() == 1
+        with torch_threads(1) as nested:  # nested on the same thread: still its own
+            assert nested
+        late = threading.Thread(target=late_worker)
+        late.start()
+        time.sleep(0.2)
+        assert not entered, "torch work waits while another thread runs with a changed count"
+        left = time.perf_counter()
+    late.join(5)
+    assert entered and entered[0] >= left
+    assert torch.get_num_threads() == many

@@ -36,7 +36,7 @@ from .embedding import (
 from .families import Decoder, FamilyRunner, require, runner_for
 from .image import image_fingerprint
 from .prompts import Prompts
-from .threads import torch_threads
+from .threads import torch_threads, torch_work
 
 
 class EmbeddingStoreLike(Protocol):
@@ -167,7 +167,8 @@ class PromptSegmenter:
             while True:
                 start = time.perf_counter()
                 try:
-                    step = next(steps)
+                    with torch_work():  # one encoder step: no thread count changes meanwhile
+                        step = next(steps)
                 except StopIteration as finished:
                     busy += time.perf_counter() - start
                     record_embed_seconds(self.name, self.device.type, busy)
@@ -203,7 +204,8 @@ class PromptSegmenter:
         the GUI thread only while decodes are fast).
         """
         started = time.perf_counter()
-        result = self.decoder.predict(embedding, prompts, multimask=multimask)
+        with torch_work():
+            result = self.decoder.predict(embedding, prompts, multimask=multimask)
         self.last_predict_seconds = time.perf_counter() - started
         return result
 
@@ -226,7 +228,8 @@ class PromptSegmenter:
         first clicks otherwise. ``should_stop`` is asked before each decode (a closing
         viewer's worker stops at once). Returns {threads: seconds} of the timed decodes.
         """
-        self.decoder.prepare(embedding)
+        with torch_work():
+            self.decoder.prepare(embedding)
         rows, cols = embedding.original_size
         prompts = Prompts.from_points([[(rows - 1) / 2, (cols - 1) / 2]])
         seconds: dict[int, float] = {}
@@ -234,9 +237,12 @@ class PromptSegmenter:
         for count in thread_counts or (torch.get_num_threads(),):
             if stopped():
                 return seconds
-            with torch_threads(count):
+            with torch_threads(count) as applied:
                 self.predict(embedding, prompts)
-            seconds[count] = self.last_predict_seconds or 0.0
+            if applied:  # a GUI decode ran meanwhile: this one did not time `count`
+                seconds[count] = self.last_predict_seconds or 0.0
+        if not seconds:
+            return seconds
         fastest = min(seconds, key=lambda count: seconds[count])
         with torch_threads(fastest):
             for _ in range(settle):

@@ -34,18 +34,91 @@ import torch
 THREADS_ENV = "NAPARI_PROMPTSEG_DECODE_THREADS"
 
 
+class _ThreadCountGate:
+    """Keeps ``torch.set_num_threads`` from running while another thread computes.
+
+    ``set_num_threads`` is not only the calling thread's OpenMP setting: it also resizes
+    torch's shared thread pool and clears oneDNN's cache of compiled kernels, under the feet
+    of a forward running in another thread. A GUI decode changing the count while the
+    embedding worker ran a block (or two warm-ups of consecutive planes) crashed the
+    process (a segfault inside a torch forward, twice in CI). So: compute registered with
+    :func:`torch_work` waits while another thread runs with a changed count, and a count is
+    changed only while no other thread computes (else the block runs with the count in
+    force).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._working: dict[int, int] = {}  # thread ident -> nesting depth
+        self._changer: int | None = None  # the thread running with a changed count
+        self._changes = 0  # its nesting depth
+
+    @contextmanager
+    def work(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            while self._changer is not None and self._changer != me:
+                self._cond.wait()
+            self._working[me] = self._working.get(me, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                depth = self._working.pop(me) - 1
+                if depth:
+                    self._working[me] = depth
+                self._cond.notify_all()
+
+    def try_change(self) -> bool:
+        """Become the one thread with a changed count, if no other thread computes."""
+        me = threading.get_ident()
+        with self._cond:
+            others = any(ident != me for ident in self._working)
+            if others or (self._changer is not None and self._changer != me):
+                return False
+            self._changer = me
+            self._changes += 1
+            return True
+
+    def end_change(self) -> None:
+        with self._cond:
+            self._changes -= 1
+            if self._changes == 0:
+                self._changer = None
+                self._cond.notify_all()
+
+
+_GATE = _ThreadCountGate()
+
+
+def torch_work() -> Any:
+    """Register the torch compute of the block (see :class:`_ThreadCountGate`)."""
+    return _GATE.work()
+
+
 @contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with ``count`` torch intra-op threads on this thread, then restore."""
+def torch_threads(count: int) -> Iterator[bool]:
+    """Run the block with ``count`` torch intra-op threads, then restore the count.
+
+    Yields whether the count was applied: it is not while another thread computes (the
+    block then runs with the count in force; a timing of it says nothing of ``count``).
+    """
     before = torch.get_num_threads()
     if count == before:
-        yield
+        yield True
         return
-    torch.set_num_threads(count)
+    if not _GATE.try_change():
+        yield False
+        return
     try:
-        yield
+        torch.set_num_threads(count)
+        try:
+            with _GATE.work():
+                yield True
+        finally:
+            torch.set_num_threads(before)
     finally:
-        torch.set_num_threads(before)
+        _GATE.end_change()
 
 
 class DecodeThreads:
