@@ -20,6 +20,7 @@ from familykit import SIZES, images, prompt_sets, sam2_reference, save_sam2
 
 from napari_promptseg.core import Prompts, PromptSegmenter, SamPrompts
 from napari_promptseg.core.models import load_model
+from napari_promptseg.core.sam.families.sam2_decode import image_tokens
 
 pytestmark = pytest.mark.slow  # four hiera_t encodings (about 4 s each on a laptop CPU)
 
@@ -48,10 +49,12 @@ def test_checkpoint_loads_as_sam2(setups):
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_embedding_equals_set_image(setups, size):
-    _, _, out = setups
+    _, segmenter, out = setups
     _rgb, predictor, embedding = out[size]
     features = predictor._features
-    assert torch.equal(embedding.features, features["image_embed"])
+    # we keep the backbone map; the image predictor's embedding adds the "no memory" embedding
+    assert torch.equal(image_tokens(segmenter.sam, embedding), features["image_embed"])
+    assert not torch.equal(embedding.features, features["image_embed"])
     assert len(embedding.high_res_features) == 2
     for ours, theirs in zip(embedding.high_res_features, features["high_res_feats"], strict=True):
         assert torch.equal(ours, theirs)

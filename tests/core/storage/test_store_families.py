@@ -81,20 +81,22 @@ def test_damaged_high_res_map_is_never_served(tmp_path, caplog, damage):
     assert "recomputed" in caplog.text
 
 
-def test_version_1_entries_are_recomputed_not_mixed(tmp_path, caplog):
+@pytest.mark.parametrize("old", [1, 2])
+def test_older_entries_are_recomputed_not_mixed(tmp_path, caplog, old):
+    """1: no family or high-res maps; 2: SAM 2.1 maps with the "no memory" embedding added."""
     store = EmbeddingStore(tmp_path)
     embedding = _sam2_like(family="sam")
     path = store.save(embedding)
     with np.load(path) as data:
         arrays = {name: data[name] for name in data.files}
     meta = json.loads(str(arrays["meta"]))
-    assert meta["format"] == FORMAT_VERSION == 2
-    meta["format"] = 1
+    assert meta["format"] == FORMAT_VERSION == 3
+    meta["format"] = old
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(path, **arrays)
     with caplog.at_level(logging.WARNING):
         assert store.load(embedding.key) is None
-    assert "format version 1, expected 2" in caplog.text
+    assert f"format version {old}, expected 3" in caplog.text
 
 
 def test_cache_budget_counts_the_high_res_maps():

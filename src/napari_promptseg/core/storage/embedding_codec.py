@@ -27,7 +27,9 @@ import torch
 
 from ..sam.embedding import EmbeddingKey, ImageEmbedding
 
-CODEC_VERSION = 1
+# 2: SAM 2.1's ``features`` are the backbone's, without the "no memory" embedding; entries
+#    of version 1 are recomputed
+CODEC_VERSION = 2
 STORED_DTYPES = ("float32", "float16")
 RESTORE_DTYPES = ("float32", "float16", "bfloat16", "float64")
 _SKIPPED = ("key", "metadata")

@@ -52,7 +52,9 @@ from .files import atomic_write
 log = logging.getLogger(__name__)
 
 # 2: the model family and SAM 2.1's high-resolution maps (version-1 entries are recomputed)
-FORMAT_VERSION = 2
+# 3: SAM 2.1's ``features`` are the backbone's, without the "no memory" embedding (older
+#    entries are recomputed)
+FORMAT_VERSION = 3
 STORE_ENV = "NAPARI_PROMPTSEG_STORE"
 ENTRY_SUFFIX = ".npz"
 MODEL_FILE = "model.json"

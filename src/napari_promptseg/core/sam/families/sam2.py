@@ -3,10 +3,16 @@
 Encoding follows ``SAM2ImagePredictor.set_image`` operation by operation, the Hiera trunk one
 block at a time so callers get progress and can cancel: ``SAM2Transforms`` (the image
 squeezed to 1024x1024, ImageNet mean and std), patch embedding plus positional embedding, the
-blocks (keeping each stage's output), the FPN neck, the mask decoder's 1x1 projections of the
-two high-resolution levels (``SAM2Base.forward_image``) and the "no memory" embedding added
-to the 64x64 level. The embedding keeps the (1, 256, 64, 64) image embedding as ``features``
-and the (1, 32, 256, 256) and (1, 64, 128, 128) maps as ``high_res_features``.
+blocks (keeping each stage's output), the FPN neck and the mask decoder's 1x1 projections of
+the two high-resolution levels (``SAM2Base.forward_image``). The embedding keeps the
+(1, 256, 64, 64) backbone map as ``features`` and the (1, 32, 256, 256) and
+(1, 64, 128, 128) maps as ``high_res_features``.
+
+``features`` is the backbone's output *before* the "no memory" embedding that
+``SAM2ImagePredictor.set_image`` adds: the decoder adds it (:func:`.sam2_decode.image_tokens`,
+the same float addition, so the same numbers), and the video memory
+(:mod:`napari_promptseg.core.workflows.tracking.memory`) reads the map as it is, which
+memory attention needs and which cannot be recovered exactly by subtracting.
 
 Decoding is :mod:`.sam2_decode`'s.
 """
@@ -96,8 +102,6 @@ class Sam2Runner:
             levels[0] = model.sam_mask_decoder.conv_s0(levels[0])
             levels[1] = model.sam_mask_decoder.conv_s1(levels[1])
         _, vision_feats, _, _ = model._prepare_backbone_features(backbone_out)
-        if model.directly_add_no_mem_embed:
-            vision_feats[-1] = vision_feats[-1] + model.no_mem_embed
         maps = [
             feat.permute(1, 2, 0).view(1, -1, *size)
             for feat, size in zip(vision_feats[::-1], _FEATURE_SIZES[::-1], strict=True)

@@ -118,7 +118,7 @@ class Sam2Decoder:
                     low_res, iou = all_masks[:, 0:1, :, :], all_iou[:, 0:1]
             else:
                 low_res, iou, _, _ = decoder(
-                    image_embeddings=embedding.features,
+                    image_embeddings=image_tokens(self.model, embedding),
                     image_pe=self._dense_pe,
                     sparse_prompt_embeddings=sparse,
                     dense_prompt_embeddings=dense,
@@ -178,7 +178,7 @@ class Sam2Decoder:
         dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
             1, -1, encoder.image_embedding_size[0], encoder.image_embedding_size[1]
         )
-        src = embedding.features + dense
+        src = image_tokens(self.model, embedding) + dense
         pos_src = torch.repeat_interleave(self._dense_pe, 1, dim=0)
         keys = src.flatten(2).permute(0, 2, 1)
         key_pe = pos_src.flatten(2).permute(0, 2, 1)
@@ -282,6 +282,17 @@ def _attend(attention: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
     """sam2's ``Attention.forward`` after the q/k/v projections (eval: no dropout)."""
     out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0)
     return attention.out_proj(attention._recombine_heads(out))
+
+
+def image_tokens(model: Any, embedding: ImageEmbedding) -> torch.Tensor:
+    """The decoder's image embedding: the backbone map plus the "no memory" embedding.
+
+    ``SAM2ImagePredictor.set_image`` adds ``no_mem_embed`` (1, 1, C) to the flattened
+    (HW, 1, C) map; added here to the (1, C, 64, 64) map, every element gets the same sum.
+    """
+    if not model.directly_add_no_mem_embed:
+        return embedding.features
+    return embedding.features + model.no_mem_embed.reshape(1, -1, 1, 1)
 
 
 def _check_embedding(embedding: ImageEmbedding) -> None:
