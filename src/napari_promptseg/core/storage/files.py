@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -53,6 +54,35 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
             raise ExportError(f"cannot write {path}: {exc.strerror or exc}.") from exc
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``folder``; on success it becomes ``folder`` in one rename.
+
+    ``folder`` must not exist or be empty (an empty one is replaced). On any failure the
+    temporary folder is removed and ``folder`` is left as it was; an ``OSError`` becomes an
+    :class:`ExportError` naming ``folder``.
+    """
+    folder = Path(folder)
+    try:
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent)
+        )
+    except OSError as exc:
+        raise ExportError(f"cannot write {folder}: {exc.strerror or exc}.") from exc
+    try:
+        yield staging
+        os.chmod(staging, 0o777 & ~_UMASK)  # mkdtemp made it private (0700)
+        if folder.is_dir():
+            folder.rmdir()  # only an empty one; rename cannot replace a folder everywhere
+        os.replace(staging, folder)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+        if isinstance(exc, OSError):
+            raise ExportError(f"cannot write {folder}: {exc.strerror or exc}.") from exc
+        raise
 
 
 def _read_umask() -> int:

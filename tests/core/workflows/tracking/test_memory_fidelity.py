@@ -21,7 +21,8 @@ from napari_promptseg.core import Prompts, PromptSegmenter
 from napari_promptseg.core.errors import PromptError
 from napari_promptseg.core.models import load_model
 from napari_promptseg.core.sam.families.base import FamilyError
-from napari_promptseg.core.workflows.tracking.memory import MemoryTracker, fill_holes
+from napari_promptseg.core.workflows.tracking.memory import MemoryTracker
+from napari_promptseg.core.workflows.tracking.memory_state import fill_holes
 
 pytestmark = pytest.mark.slow  # both sides encode 5 frames (about 4 s each here)
 
@@ -130,7 +131,7 @@ def test_propagate_correct_and_track_back_equal_the_video_predictor(pair):
     # 3. a second object given as a mask on the last frame, tracked backward. The predictor
     # re-tracks every object in every call, and object 1 backward from frame 4 has no object
     # pointer to promote its bfloat16 memory: sam2 fails on the CPU there (our tracker reads
-    # memory as float32, see memory._Float32Memory). Objects are independent, so the
+    # memory as float32, see memory_state._Float32Memory). Objects are independent, so the
     # predictor gets object 2 alone.
     video.reset_state(state)
     mask = np.zeros(SHAPE, dtype=bool)

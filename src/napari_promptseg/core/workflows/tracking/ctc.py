@@ -16,17 +16,15 @@ division always has two daughters), which gives back the labels and lineage writ
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import ExportError
+from ...storage.files import atomic_folder
 from .lineage import Lineage, LineageError, Track, presence
 
 TRACK_FILE = "res_track.txt"
@@ -136,27 +134,11 @@ def write_ctc(folder: str | os.PathLike, labels: np.ndarray, lineage: Lineage) -
         raise ExportError(f"cannot write {folder}: the folder {folder.parent} does not exist.")
     masks, tracks = ctc_tracks(labels, lineage)
     names = [mask_name(t, len(masks)) for t in range(len(masks))]
-    try:
-        staging = Path(
-            tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent)
-        )
-    except OSError as exc:
-        raise ExportError(f"cannot write {folder}: {exc.strerror or exc}.") from exc
-    try:
+    with atomic_folder(folder) as staging:
         for name, mask in zip(names, masks, strict=True):
             tifffile.imwrite(staging / name, mask, photometric="minisblack")
         lines = "".join(f"{t.id} {t.first} {t.last} {t.parent}\n" for t in tracks)
         (staging / TRACK_FILE).write_text(lines, encoding="ascii")
-        os.chmod(staging, 0o777 & ~_UMASK)  # mkdtemp made it private (0700)
-        if folder.is_dir():
-            folder.rmdir()  # empty, checked above; rename cannot replace a folder everywhere
-        os.replace(staging, folder)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(staging)
-        if isinstance(exc, OSError):
-            raise ExportError(f"cannot write {folder}: {exc.strerror or exc}.") from exc
-        raise
     return [folder / name for name in names] + [folder / TRACK_FILE]
 
 
@@ -234,13 +216,3 @@ def _read_track_file(path: Path) -> dict[int, Track]:
             raise LineageError(f"{TRACK_FILE} line {number} is not 'L B E P': {line!r}.") from None
         tracks[label] = Track(label, first, last, parent)
     return tracks
-
-
-def _read_umask() -> int:
-    """The process's umask, read once at import (reading it sets it: see storage.files)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()

@@ -27,13 +27,11 @@ get score 0.1) runs with scipy everywhere. ``fill_hole_area=0`` turns it off.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch.nn import functional as F
 
 from ...errors import PromptError
@@ -42,141 +40,12 @@ from ...sam.embedding import ImageEmbedding
 from ...sam.engine import PromptSegmenter
 from ...sam.families.base import FamilyError
 from ...sam.prompts import Prompts, to_sam_prompts
+from .memory_state import ObjectState, fill_holes
+from .results import FrameMask, TrackRun, TrackStep
 
 DIRECTIONS = ("both", "forward", "backward")
 MEMORY_FAMILIES = ("SAM 2.1",)
-HOLE_SCORE = 0.1  # what sam2's fill_holes_in_mask_scores writes into a filled hole
 LOW_RES_CLAMP = 32.0  # previous logits fed back with a correction are clamped as upstream
-
-
-@dataclass(frozen=True)
-class FrameMask:
-    """One object on one frame.
-
-    Attributes
-    ----------
-    frame
-        Index along the tracked axis.
-    obj_id
-        The object (label id).
-    mask
-        (H, W) bool, the frame's rows and columns.
-    object_score
-        SAM 2.1's object-score logit: above 0 the model sees the object on this frame.
-    """
-
-    frame: int
-    obj_id: int
-    mask: np.ndarray
-    object_score: float
-
-    @property
-    def present(self) -> bool:
-        return self.object_score > 0
-
-    @property
-    def area(self) -> int:
-        return int(np.count_nonzero(self.mask))
-
-
-@dataclass(frozen=True)
-class TrackStep:
-    """Progress of :meth:`MemoryTracker.iter_propagate`: ``done`` of ``total`` frame visits.
-
-    ``result`` is the frame's mask when it was kept (None where the object was lost), so a
-    caller can show or write frames as they come.
-    """
-
-    done: int
-    total: int
-    frame: int
-    obj_id: int
-    direction: str
-    message: str
-    result: FrameMask | None = None
-
-
-@dataclass
-class TrackRun:
-    """What a propagation returns.
-
-    Attributes
-    ----------
-    masks
-        obj_id → frame → :class:`FrameMask`, for every frame visited in this run (prompted
-        frames included); frames where the object was lost are not among them.
-    stops
-        obj_id → direction → why it stopped (the stack's end, the object lost, cancel).
-    """
-
-    masks: dict[int, dict[int, FrameMask]] = field(default_factory=dict)
-    stops: dict[int, dict[str, str]] = field(default_factory=dict)
-    cancelled: bool = False
-
-    def summary(self) -> str:
-        """One line per object: how many frames, and why each direction stopped."""
-        lines = []
-        for obj_id in sorted(set(self.masks) | set(self.stops)):
-            frames = sorted(self.masks.get(obj_id, {}))
-            head = f"object {obj_id}: {len(frames)} frame(s)"
-            if frames:
-                head += f" ({frames[0]}–{frames[-1]})"
-            why = "; ".join(f"{d}: {r}" for d, r in self.stops.get(obj_id, {}).items())
-            lines.append(f"{head}; {why}" if why else head)
-        return "\n".join(lines) if lines else "nothing tracked"
-
-
-@dataclass
-class _Object:
-    """Per-object state: the predictor's ``*_per_obj`` dictionaries for one object."""
-
-    point_inputs: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
-    mask_inputs: dict[int, torch.Tensor] = field(default_factory=dict)
-    cond: dict[int, dict[str, Any]] = field(default_factory=dict)
-    non_cond: dict[int, dict[str, Any]] = field(default_factory=dict)
-    temp_cond: dict[int, dict[str, Any]] = field(default_factory=dict)
-    temp_non_cond: dict[int, dict[str, Any]] = field(default_factory=dict)
-    tracked: dict[int, bool] = field(default_factory=dict)  # frame → tracked in reverse
-
-    def output_dict(self) -> dict[str, Mapping[int, dict[str, Any]]]:
-        """The predictor's ``output_dict``, memory features handed over as float32."""
-        return {
-            "cond_frame_outputs": _Float32Memory(self.cond),
-            "non_cond_frame_outputs": _Float32Memory(self.non_cond),
-        }
-
-    def latest(self, frame: int) -> dict[str, Any] | None:
-        for outputs in (self.temp_cond, self.temp_non_cond, self.cond, self.non_cond):
-            if frame in outputs:
-                return outputs[frame]
-        return None
-
-
-class _Float32Memory(Mapping[int, dict[str, Any]]):
-    """Frame outputs whose bfloat16 memory features are read as float32.
-
-    The predictor stores memory features in bfloat16 and concatenates them with the float32
-    object pointers, which promotes them to float32 (exactly). Without pointers to promote
-    them (a frame whose only memory is a mask prompt, seen backward) the bfloat16 memory
-    meets float32 weights and ``sam2`` fails on the CPU; converting on read gives the same
-    numbers where the predictor works and a result where it does not.
-    """
-
-    def __init__(self, outputs: dict[int, dict[str, Any]]) -> None:
-        self._outputs = outputs
-
-    def __getitem__(self, frame: int) -> dict[str, Any]:
-        out = self._outputs[frame]
-        memory = out["maskmem_features"]
-        if memory is None or memory.dtype == torch.float32:
-            return out
-        return {**out, "maskmem_features": memory.float()}
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._outputs)
-
-    def __len__(self) -> int:
-        return len(self._outputs)
 
 
 class MemoryTracker:
@@ -224,7 +93,7 @@ class MemoryTracker:
         self.frame_rgb = frame_rgb
         self.n_frames = int(n_frames)
         self.fill_hole_area = int(fill_hole_area)
-        self._objects: dict[int, _Object] = {}
+        self._objects: dict[int, ObjectState] = {}
         self._frame_size: tuple[int, int] | None = None
         self._pos_embeds: list[torch.Tensor] | None = None
         self._maskmem_pos_enc: list[torch.Tensor] | None = None
@@ -395,7 +264,7 @@ class MemoryTracker:
         self,
         frame: int,
         obj_id: int,
-        state: _Object,
+        state: ObjectState,
         *,
         point_inputs: dict[str, torch.Tensor] | None = None,
         mask_inputs: torch.Tensor | None = None,
@@ -454,7 +323,7 @@ class MemoryTracker:
         for frame in state.cond:
             state.non_cond.pop(frame, None)
 
-    def _track_frame(self, frame: int, obj_id: int, state: _Object, reverse: bool) -> FrameMask:
+    def _track_frame(self, frame: int, obj_id: int, state: ObjectState, reverse: bool) -> FrameMask:
         if frame in state.cond:
             out = state.cond[frame]
         else:
@@ -474,7 +343,7 @@ class MemoryTracker:
     def _run_frame(
         self,
         frame: int,
-        state: _Object,
+        state: ObjectState,
         *,
         is_init_cond_frame: bool,
         point_inputs: dict[str, torch.Tensor] | None,
@@ -569,12 +438,12 @@ class MemoryTracker:
             object_score=float(score.reshape(-1)[0]),
         )
 
-    def _object(self, obj_id: int, create: bool = True) -> _Object:
+    def _object(self, obj_id: int, create: bool = True) -> ObjectState:
         state = self._objects.get(int(obj_id))
         if state is None:
             if not create:
                 raise PromptError(f"object {obj_id} is not tracked; give it prompts first.")
-            state = self._objects[int(obj_id)] = _Object()
+            state = self._objects[int(obj_id)] = ObjectState()
         return state
 
     def _check_frame(self, frame: int) -> int:
@@ -584,22 +453,3 @@ class MemoryTracker:
                 f"(0 to {self.n_frames - 1})."
             )
         return int(frame)
-
-
-def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
-    """``fill_holes_in_mask_scores``: background components (8-connected, area ≤ max_area)
-    of (N, 1, H, W) mask scores set to 0.1, with scipy instead of sam2's CUDA extension."""
-    background = (logits <= 0).cpu().numpy()
-    out = logits.clone()
-    structure = np.ones((3, 3), dtype=bool)
-    for index in range(background.shape[0]):
-        labels, count = ndimage.label(background[index, 0], structure=structure)
-        if count == 0:
-            continue
-        areas = np.bincount(labels.ravel())
-        small = areas <= max_area
-        small[0] = False
-        holes = small[labels]
-        if holes.any():
-            out[index, 0][torch.from_numpy(holes).to(out.device)] = HOLE_SCORE
-    return out
