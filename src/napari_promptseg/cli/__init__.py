@@ -15,10 +15,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import classify, embed, evaluate, everything, export, finetune, gui, models, segment
+from . import classify, embed, evaluate, everything, export, finetune, gui, models, segment, track
 
 DESCRIPTION = "Prompted segmentation with Segment Anything (SAM), without a GUI."
-SUBCOMMANDS = (models, segment, everything, embed, gui, export, evaluate, finetune, classify)
+SUBCOMMANDS = (models, segment, track, everything, embed, gui, export, evaluate, finetune, classify)
 
 
 def build_parser() -> argparse.ArgumentParser:

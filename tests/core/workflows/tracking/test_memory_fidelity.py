@@ -232,3 +232,37 @@ def test_bad_input_is_named(pair, segmenter):
     odd.add_prompts(0, 1, Prompts.from_points([(150.0, 120.0)]))
     with pytest.raises(PromptError, match="every frame must have one size"):
         odd.propagate([1], direction="forward")
+
+
+def test_objects_step_through_each_frame_together(pair):
+    """Two objects tracked in one run equal each tracked alone, and with a cache that holds
+    a single frame every frame is still embedded once per pass: all objects take a frame's
+    features before the run moves on (frame-outer, as ``propagate_in_video``)."""
+    from napari_promptseg.core.sam.embedding import EmbeddingCache
+
+    _, _, tracker, segmenter = pair
+    small = PromptSegmenter(
+        segmenter.sam,
+        segmenter.model_id,
+        family=segmenter.family,
+        cache=EmbeddingCache(max_bytes=1),  # keeps only the latest embedding
+    )
+    box = np.array([100.0, 60.0, 200.0, 180.0])
+
+    def prompted(seg):
+        one = MemoryTracker(seg, tracker.frame_rgb, N_FRAMES, fill_hole_area=0)
+        one.add_prompts(1, 1, Prompts.from_points([(150.0, 145.0)]))
+        one.add_prompts(2, 2, Prompts(box=box))
+        return one
+
+    together = prompted(small)
+    before = small.encoder_calls
+    run = together.propagate(direction="forward", stop_when_lost=False)
+    # object 1 from frame 1, object 2 from frame 2: frames 1..4 visited, each encoded once
+    assert small.encoder_calls - before == N_FRAMES - 1
+    for obj_id in (1, 2):
+        alone = prompted(segmenter).propagate([obj_id], direction="forward", stop_when_lost=False)
+        assert sorted(run.masks[obj_id]) == sorted(alone.masks[obj_id])
+        for frame, result in alone.masks[obj_id].items():
+            assert np.array_equal(run.masks[obj_id][frame].mask, result.mask), (obj_id, frame)
+            assert run.masks[obj_id][frame].object_score == result.object_score

@@ -206,37 +206,60 @@ class MemoryTracker:
             self._preflight(obj_id)
         if start is not None:
             start = self._check_frame(start)
-        walks = []
-        for obj_id in ids:
-            first = start if start is not None else min(self._objects[obj_id].cond)
-            for name in ("forward", "backward") if direction == "both" else (direction,):
-                walks.append((obj_id, name, self._order(first, name == "backward", max_frames)))
-        total = sum(len(order) for _, _, order in walks)
+        firsts = {
+            obj_id: start if start is not None else min(self._objects[obj_id].cond)
+            for obj_id in ids
+        }
+        names = ("forward", "backward") if direction == "both" else (direction,)
+        orders = {
+            (obj_id, name): self._order(firsts[obj_id], name == "backward", max_frames)
+            for name in names
+            for obj_id in ids
+        }
+        total = sum(len(order) for order in orders.values())
         run = TrackRun()
         done = 0
-        for obj_id, name, order in walks:
-            state = self._objects[obj_id]
-            reverse = name == "backward"
-            stop = "reached the end of the stack" if order else "nothing in this direction"
-            for index, frame in enumerate(order):
-                if run.cancelled or (should_stop is not None and should_stop()):
-                    run.cancelled = True
-                    stop = f"cancelled before frame {frame}"
-                    break
-                result = self._track_frame(frame, obj_id, state, reverse)
-                done += 1
-                if stop_when_lost and not result.present and frame not in state.cond:
-                    stop = (
-                        f"object score {result.object_score:.2f} < 0 at frame {frame}: the "
-                        "object left the field or ended"
-                    )
-                    done += len(order) - index - 1
-                    yield TrackStep(done, total, frame, obj_id, name, f"object {obj_id}: {stop}")
-                    break
-                run.masks.setdefault(obj_id, {})[frame] = result
-                message = f"object {obj_id}, frame {frame}"
-                yield TrackStep(done, total, frame, obj_id, name, message, result)
-            run.stops.setdefault(obj_id, {})[name] = stop
+        for name in names:
+            # frame-outer, as propagate_in_video: all objects step through a frame together,
+            # so its embedding is looked up once per frame whatever the cache's size.
+            # Objects are independent, so each one's masks are those of a run on its own.
+            pending = {obj_id: list(orders[obj_id, name]) for obj_id in ids}
+            stops = {
+                obj_id: "reached the end of the stack" if order else "nothing in this direction"
+                for obj_id, order in pending.items()
+            }
+            frames = sorted({f for order in pending.values() for f in order})
+            for frame in reversed(frames) if name == "backward" else frames:
+                for obj_id in ids:
+                    order = pending[obj_id]
+                    if not order or order[0] != frame:
+                        continue
+                    if run.cancelled or (should_stop is not None and should_stop()):
+                        run.cancelled = True
+                        for other, rest in pending.items():
+                            if rest:
+                                stops[other] = f"cancelled before frame {rest[0]}"
+                                rest.clear()
+                        break
+                    order.pop(0)
+                    state = self._objects[obj_id]
+                    result = self._track_frame(frame, obj_id, state, name == "backward")
+                    done += 1
+                    if stop_when_lost and not result.present and frame not in state.cond:
+                        stops[obj_id] = (
+                            f"object score {result.object_score:.2f} < 0 at frame {frame}: "
+                            "the object left the field or ended"
+                        )
+                        done += len(order)
+                        order.clear()
+                        message = f"object {obj_id}: {stops[obj_id]}"
+                        yield TrackStep(done, total, frame, obj_id, name, message)
+                        continue
+                    run.masks.setdefault(obj_id, {})[frame] = result
+                    message = f"object {obj_id}, frame {frame}"
+                    yield TrackStep(done, total, frame, obj_id, name, message, result)
+            for obj_id in ids:
+                run.stops.setdefault(obj_id, {})[name] = stops[obj_id]
         return run
 
     def propagate(self, obj_ids: Iterable[int] | None = None, **kwargs: Any) -> TrackRun:
