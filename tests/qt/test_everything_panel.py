@@ -116,3 +116,69 @@ def test_result_for_a_slice_no_longer_shown_is_dropped(viewer, qtbot):
     assert data[1].any() and not data[0].any()
     rows = objects.object_rows(session.labels_layer)
     assert rows and all(row["slice"] == "1" for row in rows)
+
+
+def _decoder_checkpoint(tmp_path, tiny_sam):
+    """The tiny SAM with a random instance decoder, in micro-sam's checkpoint format."""
+    import torch
+
+    from napari_promptseg.core.workflows.instances import InstanceDecoder
+
+    torch.manual_seed(4)  # this seed's maps give a few dozen objects on the sample image
+    decoder = InstanceDecoder(embed_dim=32, initial_features=4)
+    with torch.no_grad():  # spread the sigmoids around micro-sam's 0.5 thresholds
+        decoder.out_conv.weight.mul_(20.0)
+    path = tmp_path / "tiny_with_decoder.pt"
+    torch.save({"model_state": tiny_sam.state_dict(), "decoder_state": decoder.state_dict()}, path)
+    return path
+
+
+def test_ais_mode_is_the_default_with_a_decoder_and_adds_objects(viewer, qtbot, tiny_sam, tmp_path):
+    from napari_promptseg.core.models import load_model
+    from napari_promptseg.core.workflows.instances import InstanceSegmenter
+    from napari_promptseg.core.workflows.instances.modes import instances_as_result
+
+    path = _decoder_checkpoint(tmp_path, tiny_sam)
+    segmenter = PromptSegmenter.from_model(
+        load_model(checkpoint=path, model_type="vit_tiny", device="cpu")
+    )
+    widget = open_widget(viewer, qtbot, tiny_sam, segmenter=segmenter)
+    session = widget.session
+    panel = _panel(widget)
+    modes = [panel.mode_box.itemData(i) for i in range(panel.mode_box.count())]
+    assert modes == ["ais", "apg", "grid"] and panel.mode == "ais"
+    assert not panel.center_threshold.isHidden() and panel.points_per_side.isHidden()
+
+    add_point_and_wait(qtbot, widget, (80, 120))
+    widget.commit_button.click()
+    labels = session.labels_layer
+    before = labels.data.copy()
+    calls = segmenter.encoder_calls
+    panel.run_button.click()
+    _wait_idle(qtbot, panel)
+    assert segmenter.encoder_calls == calls  # the decoder ran on the session's embedding
+
+    # exactly the engine's AIS, placed around the committed object
+    engine = InstanceSegmenter.from_segmenter(segmenter, path)
+    rgb = to_rgb_uint8(sample_image())
+    embedding = segmenter.embed(rgb)
+    ais = engine.ais(embedding, panel.instance_params())
+    assert len(np.unique(ais)) > 3  # the random decoder finds objects
+    result = instances_as_result(ais, engine.maps(embedding).foreground, embedding.key, "ais")
+    placement = place_objects(before, result.masks, confidence_order(result.masks), first_id=2)
+    expected = before.copy()
+    expected[placement.rows, placement.cols] = placement.values
+    np.testing.assert_array_equal(labels.data, expected)
+    rows = {row["id"]: row for row in objects.object_rows(labels)}
+    for label_id in set(np.unique(expected)) - {0, 1}:
+        assert rows[label_id]["prompts"] == "ais"
+        assert 0.0 <= rows[label_id]["foreground"] <= 1.0
+    assert "added" in panel.status_label.text()
+
+    widget.undo_button.click()  # one undo removes them all
+    np.testing.assert_array_equal(labels.data, before)
+
+    # a model without a decoder offers the grid only
+    session.set_segmenter(PromptSegmenter(tiny_sam, "tiny-test", name="tiny"))
+    assert [panel.mode_box.itemData(i) for i in range(panel.mode_box.count())] == ["grid"]
+    assert not panel.points_per_side.isHidden() and panel.center_threshold.isHidden()

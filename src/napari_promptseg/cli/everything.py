@@ -41,15 +41,31 @@ PARAMETERS = (
 )
 
 
+# (flag, WatershedParams / APGParams field, type, help); given ones go to the mode that has them
+INSTANCE_PARAMETERS = (
+    ("--center-distance-threshold", "center_distance_threshold", float, "seeds below (0.5)"),
+    ("--boundary-distance-threshold", "boundary_distance_threshold", float, "seeds below (0.5)"),
+    ("--foreground-threshold", "foreground_threshold", float, "foreground above (0.5)"),
+    ("--foreground-smoothing", "foreground_smoothing", float, "ais: sigma of the foreground (1.0)"),
+    ("--distance-smoothing", "distance_smoothing", float, "ais: sigma of the distances (1.6)"),
+    ("--min-size", "min_size", int, "drop objects under N pixels (ais 0, apg 25)"),
+    ("--nms-threshold", "nms_threshold", float, "apg: mask IoU of duplicates (0.9)"),
+)
+
+
 def register(commands) -> None:
     everything = commands.add_parser(
         "everything",
-        help="segment every object automatically (SAM's automatic mask generator)",
+        help="segment every object automatically: micro-sam's instance decoder (ais, apg) or "
+        "SAM's automatic mask generator (grid)",
         description=(
-            "Prompt SAM with a grid of points and keep the confident, stable, distinct masks "
-            "(the parameters and results of segment_anything's SamAutomaticMaskGenerator). "
-            "Overlaps go to the mask with the higher predicted IoU. A stack is segmented plane "
-            "by plane (ids continue from plane to plane). Writes LABELS.tif or LABELS.ome.zarr "
+            "--mode ais / apg: micro-sam's automatic instance segmentation with the model's "
+            "instance decoder (identical to micro-sam 1.8's InstanceSegmentationWithDecoder / "
+            "AutomaticPromptGenerator); a (z, y, x) stack's objects are merged across z. "
+            "--mode grid: prompt SAM with a grid of points and keep the confident, stable, "
+            "distinct masks (segment_anything's SamAutomaticMaskGenerator); overlaps go to the "
+            "mask with the higher predicted IoU. Otherwise a stack is segmented plane by plane "
+            "(ids continue from plane to plane). Writes LABELS.tif or LABELS.ome.zarr "
             "and LABELS_objects.csv; for a folder of images, one such pair per image in the "
             "folder -o names."
         ),
@@ -72,7 +88,29 @@ def register(commands) -> None:
         default="tif",
         help="for a folder of images: write each label image as NAME.tif or NAME.ome.zarr",
     )
-    group = everything.add_argument_group("generator parameters (SamAutomaticMaskGenerator's)")
+    modes = everything.add_argument_group("mode (see docs/everything.md)")
+    modes.add_argument(
+        "--mode",
+        choices=("auto", "grid", "ais", "apg"),
+        default="auto",
+        help="grid: SAM prompted by a grid of points; ais: micro-sam's instance decoder and a "
+        "seeded watershed (one pass, seconds); apg: AIS's objects as prompts, refined by "
+        "SAM's mask decoder; auto (default): ais where the model has an instance decoder "
+        "(micro-sam's vit_*_lm, vit_*_em_organelles), else grid",
+    )
+    modes.add_argument(
+        "--decoder", type=Path, help="an instance decoder file of its own (micro-sam format)"
+    )
+    modes.add_argument(
+        "--no-merge",
+        action="store_true",
+        help="ais/apg on a (z, y, x) stack: keep each plane's objects apart (default: merged "
+        "into 3D objects across z, as micro-sam's automatic_3d_segmentation)",
+    )
+    ais = everything.add_argument_group("ais / apg parameters (micro-sam's)")
+    for flag, dest, kind, text in INSTANCE_PARAMETERS:
+        ais.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+    group = everything.add_argument_group("grid parameters (SamAutomaticMaskGenerator's)")
     for flag, dest, kind, text in PARAMETERS:
         group.add_argument(flag, dest=dest, type=kind, default=None, help=text)
     add_image_arguments(everything)
@@ -93,7 +131,8 @@ def params_from_args(args):
 def run_everything(args) -> int:
     from ..core.storage.ome_zarr import LABEL_OUTPUT_SUFFIXES, is_zarr_path
     from ..core.storage.ome_zarr_labels import open_output
-    from ..core.workflows.distributed.assemble import EverythingAssembly
+    from ..core.workflows.distributed.assemble import EverythingAssembly, MergedStackAssembly
+    from ..core.workflows.distributed.instance_tasks import InstanceTask, instance_task
     from ..core.workflows.distributed.scheduler import parse_scheduler
     from ..core.workflows.distributed.sources import ImageSource
     from ..core.workflows.distributed.tasks import EverythingTask, everything_task
@@ -109,13 +148,23 @@ def run_everything(args) -> int:
     elif args.image.is_dir() and not is_zarr_path(args.image):
         from .everything_folder import run_everything_folder
 
-        return run_everything_folder(args, params_from_args(args))
+        return run_everything_folder(args, params_from_args(args), resolve_cli_mode(args))
     else:
         output = check_output_path(args.output, LABEL_OUTPUT_SUFFIXES)
     params = params_from_args(args)
+    mode = resolve_cli_mode(args)
     source = ImageSource.create(args.image, **image_conversion(args)).resolved()
     planes = source.planes()
-    tasks = [EverythingTask(source, label, params) for label in planes.labels]
+    if mode == "grid":
+        tasks = [EverythingTask(source, label, params) for label in planes.labels]
+        task_function = everything_task
+    else:
+        tasks = [
+            InstanceTask(source, label, mode, instance_params(args, mode), params, _decoder(args))
+            for label in planes.labels
+        ]
+        task_function = instance_task
+    merge = mode != "grid" and not args.no_merge and len(_planes_shape(planes)) == 1
     store = open_store(args.store)
     recipe = recipe_from_args(args, store=store)
     started = time.perf_counter()
@@ -128,27 +177,59 @@ def run_everything(args) -> int:
         into_image=args.into_image,
         axes=_axes_of(source),
     ) as labels:
-        assembly = EverythingAssembly(labels)
-        if not spec.distributed and len(tasks) == 1:
+        assembly = MergedStackAssembly(labels) if merge else EverythingAssembly(labels)
+        if mode == "grid" and not spec.distributed and len(tasks) == 1:
             # one 2D image here: the same task, with progress per batch of points
             assembly.add(_everything_here(args, recipe, tasks[0]))
         else:
             run_tasks(
                 args,
-                everything_task,
+                task_function,
                 tasks,
                 recipe,
-                label="segment everything",
+                label=f"segment everything ({mode})",
                 on_result=lambda _task, result: assembly.add(result),
             )
         written, table, rows = assembly.finish()
     print(
-        f"segment everything: {assembly.masks} masks, {len(rows)} objects in "
+        f"segment everything ({mode}): {assembly.masks} masks, {len(rows)} objects in "
         f"{time.perf_counter() - started:.1f} s",
         file=sys.stderr,
     )
     print(f"wrote {written} ({len(rows)} objects) and {table}")
     return 0
+
+
+def resolve_cli_mode(args) -> str:
+    """``--mode``, with ``auto`` decided before the model loads: ais for a micro-sam model
+    with an instance decoder (registry name, checkpoint with ``decoder_state``, or
+    ``--decoder``), grid otherwise. An explicit ais/apg is checked where the model loads."""
+    if args.mode != "auto":
+        return args.mode
+    if args.decoder is not None:
+        return "ais"
+    if args.checkpoint is not None:
+        from ..core.models.checkpoint import load_decoder_state
+
+        return "ais" if load_decoder_state(args.checkpoint) is not None else "grid"
+    from ..core.workflows.instances.checkpoint import DECODER_MODELS
+
+    return "ais" if args.model in DECODER_MODELS else "grid"
+
+
+def instance_params(args, mode: str) -> tuple:
+    """The given ais/apg flags that ``mode``'s parameters have, as (name, value) pairs."""
+    from dataclasses import fields
+
+    from ..core.workflows.instances import APGParams, WatershedParams
+
+    known = {f.name for f in fields(WatershedParams if mode == "ais" else APGParams)}
+    given = {dest: getattr(args, dest) for _f, dest, _k, _h in INSTANCE_PARAMETERS}
+    return tuple((k, v) for k, v in given.items() if v is not None and k in known)
+
+
+def _decoder(args) -> str | None:  # absolute: workers may run elsewhere
+    return str(args.decoder.expanduser().absolute()) if args.decoder is not None else None
 
 
 def _everything_here(args, recipe, task):

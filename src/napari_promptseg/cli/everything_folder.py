@@ -25,10 +25,11 @@ def output_name(path: Path) -> str:
     return path.stem
 
 
-def run_everything_folder(args, params) -> int:
+def run_everything_folder(args, params, mode: str = "grid") -> int:
     from ..core.errors import ExportError
     from ..core.storage.label_output import open_label_output
-    from ..core.workflows.distributed.assemble import EverythingAssembly
+    from ..core.workflows.distributed.assemble import EverythingAssembly, MergedStackAssembly
+    from ..core.workflows.distributed.instance_tasks import InstanceImageTask, instance_image_task
     from ..core.workflows.distributed.sources import ImageSource
     from ..core.workflows.distributed.tasks import EverythingImageTask, everything_image_task
     from .common import image_conversion, input_files
@@ -57,7 +58,15 @@ def run_everything_folder(args, params) -> int:
             )
         names[name] = path
         source = ImageSource.create(path, **settings)
-        tasks.append(EverythingImageTask(source, params))
+        if mode == "grid":
+            tasks.append(EverythingImageTask(source, params))
+        else:
+            from .everything import _decoder, instance_params
+
+            task = InstanceImageTask(
+                source, mode, instance_params(args, mode), params, _decoder(args)
+            )
+            tasks.append(task)
         targets[source.path] = folder / name
     recipe = recipe_from_args(args, store=open_store(args.store))
     skipped: list[str] = []
@@ -72,14 +81,16 @@ def run_everything_folder(args, params) -> int:
         target = targets[task.source.path]
         shape, plane_shape = result.planes_shape, result.plane_shape
         with open_label_output(target, shape, plane_shape, axes=result.axes) as labels:
-            assembly = EverythingAssembly(labels)
+            merge = mode != "grid" and not args.no_merge and len(shape) == 1
+            assembly = MergedStackAssembly(labels) if merge else EverythingAssembly(labels)
             for plane in result.planes:
                 assembly.add(plane)
             path, _table, rows = assembly.finish()
         written.append(path)
         print(f"{result.name}: {assembly.masks} masks, {len(rows)} objects -> {path}")
 
-    run_tasks(args, everything_image_task, tasks, recipe, label="images", on_result=write)
+    function = everything_image_task if mode == "grid" else instance_image_task
+    run_tasks(args, function, tasks, recipe, label=f"images ({mode})", on_result=write)
     print(f"wrote {len(written)} label image(s), each with its objects table, into {folder}")
     if skipped:
         print(f"{len(skipped)} file(s) skipped: {', '.join(skipped)}", file=sys.stderr)

@@ -1,7 +1,10 @@
 """The "Segment everything" section: automatic instance segmentation of the shown plane.
 
-The button runs :func:`core.everything.iter_segment_everything` in a napari worker on the
-plane the viewer shows (the session's embedding is reused from the cache). The result goes
+Modes: *AIS* (micro-sam's instance decoder and a seeded watershed, one pass), *APG* (AIS's
+objects as prompts refined by SAM's mask decoder) where the model has an instance decoder,
+AIS then the default; and the *grid* of point prompts (:func:`core.everything.
+iter_segment_everything`) for every model. The button runs the mode in a napari worker on
+the plane the viewer shows (the session's embedding is reused from the cache). The result goes
 into the labels layer on the main thread as one undo step: new ids above the largest id
 in the layer, no existing object overwritten, one features row per object. A result for an
 image, plane, contrast or model no longer shown is dropped.
@@ -10,6 +13,7 @@ image, plane, contrast or model no longer shown is dropped.
 from __future__ import annotations
 
 from qtpy.QtWidgets import (
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
@@ -33,17 +37,39 @@ from ...core.workflows.everything.generator import (
     iter_segment_everything,
     place_objects,
 )
+from ...core.workflows.instances import APGParams, WatershedParams
+from ...core.workflows.instances.modes import AIS, APG, GRID, instances_as_result, model_modes
 from ..workers import BarProgress, WorkerSlot
 from .registry import disconnect, plane_ready
 
+MODE_TITLES = {
+    AIS: "AIS: instance decoder (fast)",
+    APG: "APG: AIS + SAM refinement",
+    GRID: "grid of point prompts (SAM)",
+}
+
 
 class EverythingPanel(QWidget):
-    """Main generator parameters, "Segment everything" and Cancel."""
+    """Mode, its main parameters, "Segment everything" and Cancel."""
 
     def __init__(self, viewer, session) -> None:
         super().__init__()
         self.viewer = viewer
         self.session = session
+        self.mode_box = QComboBox()
+        self.mode_box.setToolTip(
+            "AIS and APG need a model with an instance decoder (micro-sam's vit_*_lm, "
+            "vit_*_em_organelles); the grid works with every model"
+        )
+        ais = WatershedParams()
+        self.center_threshold = _float_box(ais.center_distance_threshold)
+        self.center_threshold.setToolTip("seeds where the centre distance is below this")
+        self.boundary_threshold = _float_box(ais.boundary_distance_threshold)
+        self.boundary_threshold.setToolTip("seeds where the boundary distance is below this")
+        self.foreground_threshold = _float_box(ais.foreground_threshold)
+        self.foreground_threshold.setToolTip("foreground where the probability is above this")
+        self.min_size = _int_box(0, 1_000_000, APGParams().min_size)
+        self.min_size.setToolTip("drop objects smaller than this (pixels)")
         defaults = EverythingParams()
         self.points_per_side = _int_box(1, 128, defaults.points_per_side)
         self.points_per_side.setToolTip("a grid of N×N single-point prompts (more: slower, finer)")
@@ -62,11 +88,23 @@ class EverythingPanel(QWidget):
         self.status_label.setWordWrap(True)
 
         form = QFormLayout()
-        form.addRow("Points per side", self.points_per_side)
-        form.addRow("IoU threshold", self.iou_threshold)
-        form.addRow("Stability threshold", self.stability_threshold)
-        form.addRow("Min region area", self.min_area)
-        form.addRow("Crop layers", self.crop_layers)
+        form.addRow("Mode", self.mode_box)
+        self._ais_rows = [
+            ("Center threshold", self.center_threshold),
+            ("Boundary threshold", self.boundary_threshold),
+            ("Foreground threshold", self.foreground_threshold),
+            ("Min size", self.min_size),
+        ]
+        self._grid_rows = [
+            ("Points per side", self.points_per_side),
+            ("IoU threshold", self.iou_threshold),
+            ("Stability threshold", self.stability_threshold),
+            ("Min region area", self.min_area),
+            ("Crop layers", self.crop_layers),
+        ]
+        for title, box in self._ais_rows + self._grid_rows:
+            form.addRow(title, box)
+        self._form = form
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -86,8 +124,56 @@ class EverythingPanel(QWidget):
         self._waiting = False  # pressed while the embedding was being computed
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.mode_box.currentIndexChanged.connect(self._show_mode_rows)
         session.embedding_ready.connect(self._on_embedding_ready)
         session.slice_changed.connect(self._on_slice_changed)
+        session.model_changed.connect(self._on_model_changed)
+        self._on_model_changed()
+
+    # -- modes ----------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        return str(self.mode_box.currentData() or GRID)
+
+    def set_mode(self, mode: str) -> None:
+        index = self.mode_box.findData(mode)
+        if index < 0:
+            offered = ", ".join(
+                str(self.mode_box.itemData(i)) for i in range(self.mode_box.count())
+            )
+            raise ValueError(f"mode {mode!r} is not offered for this model (offered: {offered})")
+        self.mode_box.setCurrentIndex(index)
+
+    def _on_model_changed(self, *_args) -> None:
+        """List the modes the model has, AIS first (and chosen) where it has a decoder."""
+        modes = model_modes(self.session.segmenter)
+        self.mode_box.blockSignals(True)
+        self.mode_box.clear()
+        for mode in modes:
+            self.mode_box.addItem(MODE_TITLES[mode], mode)
+        self.mode_box.setCurrentIndex(0)
+        self.mode_box.blockSignals(False)
+        self._show_mode_rows()
+
+    def _show_mode_rows(self, *_args) -> None:
+        grid = self.mode == GRID
+        for rows, shown in ((self._grid_rows, grid), (self._ais_rows, not grid)):
+            for _title, box in rows:
+                box.setVisible(shown)  # (QFormLayout.setRowVisible needs Qt 6.4)
+                label = self._form.labelForField(box)
+                if label is not None:
+                    label.setVisible(shown)
+
+    def instance_params(self) -> WatershedParams | APGParams:
+        """The AIS or APG parameters of the boxes (micro-sam's defaults for the others)."""
+        common = {
+            "center_distance_threshold": self.center_threshold.value(),
+            "boundary_distance_threshold": self.boundary_threshold.value(),
+            "foreground_threshold": self.foreground_threshold.value(),
+            "min_size": self.min_size.value(),
+        }
+        return WatershedParams(**common) if self.mode == AIS else APGParams(**common)
 
     @property
     def running(self) -> bool:
@@ -112,7 +198,8 @@ class EverythingPanel(QWidget):
         if not plane_ready(session, "segment everything"):
             return
         try:
-            self.params().validate()
+            if self.mode == GRID:
+                self.params().validate()
         except PromptSegError as error:
             session.report(str(error))
             return
@@ -125,13 +212,16 @@ class EverythingPanel(QWidget):
 
     def _start(self) -> None:
         session, layer, ref = self.session, self.session.image_layer, self.session.current_slice
-        segmenter, params = session.segmenter, self.params()
+        segmenter, params, mode = session.segmenter, self.params(), self.mode
         self._target = session.current_target()
         snapshot = LayerSnapshot.of(layer)  # the worker reads no layer napari may change
+        instance_params = self.instance_params() if mode != GRID else None
 
         def job():
             rgb = slice_rgb(snapshot, ref)
-            return (yield from iter_segment_everything(segmenter, rgb, params))
+            if instance_params is None:
+                return (yield from iter_segment_everything(segmenter, rgb, params))
+            return (yield from _iter_instances(segmenter, rgb, mode, instance_params))
 
         self._progress = BarProgress(self.progress_bar)
         self._slot.start(
@@ -144,7 +234,7 @@ class EverythingPanel(QWidget):
             finished=self._on_finished,
         )
         where = f" ({ref.describe()})" if ref.fixed else ""
-        self._set_running(True, f"segmenting everything{where}…")
+        self._set_running(True, f"segmenting everything ({mode}){where}…")
         session.say(f"segmenting everything in {layer.name}{where}…")
 
     def cancel(self) -> None:
@@ -226,10 +316,16 @@ class EverythingPanel(QWidget):
             session.report(str(error))
             return []
         if not placement.objects:
-            reason = "no mask passed the thresholds" if not result.masks else "all lie on objects"
+            empty = "no object found" if result.mode != GRID else "no mask passed the thresholds"
+            reason = empty if not result.masks else "all lie on objects"
             self.status_label.setText(f"no new objects: {reason}")
             session.say(f"segment everything: no new objects ({reason})")
             return []
+        if result.mode != GRID:  # the decoder's confidence is its foreground, not an IoU
+            for row in placement.objects:
+                row["foreground"] = round(float(row["predicted_iou"]), 4)
+                row["predicted_iou"] = row["stability"] = float("nan")
+                row["prompts"] = result.mode
         with labels.block_history():
             labels.data_setitem(ref.full_indices(placement.rows, placement.cols), placement.values)
         objects.append_rows(labels, placement.objects)
@@ -268,8 +364,26 @@ class EverythingPanel(QWidget):
         disconnect(
             (self.session.embedding_ready, self._on_embedding_ready),
             (self.session.slice_changed, self._on_slice_changed),
+            (self.session.model_changed, self._on_model_changed),
         )
         return super().close()
+
+
+def _iter_instances(segmenter, rgb, mode: str, params):
+    """AIS or APG on ``rgb`` in a worker: (done, total) steps, then an EverythingResult."""
+    from ...core.workflows.distributed.instance_tasks import instances_for
+
+    yield (0, 3)
+    instances = instances_for(segmenter)  # the decoder is read once per model
+    embedding = segmenter.embed(rgb)  # cached: the session embedded the plane shown
+    yield (1, 3)
+    maps = instances.maps(embedding)
+    yield (2, 3)
+    if mode == AIS:
+        labels = instances.ais(embedding, params)
+    else:
+        labels = instances.apg(embedding, params)
+    return instances_as_result(labels, maps.foreground, embedding.key, mode)
 
 
 def _int_box(low: int, high: int, value: int) -> QSpinBox:

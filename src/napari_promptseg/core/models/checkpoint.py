@@ -44,6 +44,11 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         Python objects other than weights (refused as unsafe); or it contains no weights.
     """
     path = Path(path)
+    return _unwrap(_read(path), path)
+
+
+def _read(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure as a ``ModelError``."""
     if path.is_dir():
         raise ModelError(f"checkpoint {path} is a folder, not a checkpoint file")
     if not path.is_file():
@@ -65,7 +70,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ModelError(
             f"checkpoint {path} is truncated or not a PyTorch checkpoint ({first_line[:200]})"
         ) from None
-    return _unwrap(obj, path)
+    return obj
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -92,3 +97,37 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
         keys = ", ".join(map(str, list(obj)[:8])) or "none"
         raise ModelError(f"checkpoint {path} contains no model weights (top-level keys: {keys})")
     return state
+
+
+def load_decoder_state(path: str | os.PathLike) -> dict[str, torch.Tensor] | None:
+    """The instance decoder weights of a micro-sam checkpoint, or None when it has none.
+
+    micro-sam's microscopy checkpoints hold ``{"model_state": ..., "decoder_state": ...}``
+    (the UNETR head of its automatic instance segmentation); micro-sam also ships decoders
+    as a file of their own, a plain state dict of those weights (``base.*``, ``out_conv.*``,
+    ``decoder.*``...), which is returned as it is. Read as safely as :func:`load_state_dict`.
+    """
+    path = Path(path)
+    obj = _read(path)
+    if not isinstance(obj, Mapping):
+        return None
+    inner = obj.get("decoder_state")
+    if not isinstance(inner, Mapping) and "out_conv.weight" in obj and "base.block.1.weight" in obj:
+        inner = obj  # a decoder-only file
+    if not isinstance(inner, Mapping):
+        return None
+    return {str(k): v for k, v in inner.items() if isinstance(v, torch.Tensor)} or None
+
+
+def has_decoder_state(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint file carries micro-sam's ``decoder_state``, read cheaply.
+
+    The file is memory-mapped (``torch.load(mmap=True)``): only its index is read, so a GUI
+    can ask on a model change without loading hundreds of MB. Any failure answers False;
+    loading the decoder later reports the real problem.
+    """
+    try:
+        obj = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip checkpoint, unreadable...: loading says why, not this
+        return False
+    return isinstance(obj, Mapping) and isinstance(obj.get("decoder_state"), Mapping)

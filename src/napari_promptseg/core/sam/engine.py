@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -94,12 +95,15 @@ class PromptSegmenter:
         self.store = store
         self.last_predict_seconds: float | None = None  # the most recent predict()
         self.encoder_calls = 0  # how many times the image encoder really ran
+        self.checkpoint: Path | None = None  # the file the weights came from, if any
         self._count_lock = threading.Lock()
 
     @classmethod
     def from_model(cls, model: LoadedModel, **kwargs: Any) -> PromptSegmenter:
         """Wrap a :class:`~napari_promptseg.core.models.loading.LoadedModel`."""
-        return cls(model.sam, model.model_id, name=model.name, family=model.family, **kwargs)
+        segmenter = cls(model.sam, model.model_id, name=model.name, family=model.family, **kwargs)
+        segmenter.checkpoint = model.checkpoint  # an instance decoder may sit beside the weights
+        return segmenter
 
     @classmethod
     def load(cls, name: str | None = None, **kwargs: Any) -> PromptSegmenter:

@@ -167,3 +167,89 @@ def paint_object(
         model=model,
         slice_index=plane,
     )
+
+
+# -- automatic instances merged across z -------------------------------------------------------
+
+
+class MergedStackAssembly:
+    """Planes' automatic instances (AIS / APG) → 3D objects merged across z.
+
+    The planes are kept until the last arrives, then merged as micro-sam's
+    ``automatic_3d_segmentation`` does (:func:`..instances.merge_planes`) and written with
+    ids 1..N over the stack; the table has one row per 3D object: its voxels, its box over
+    all planes, the planes it is on (``slices``) and its mean foreground probability.
+    """
+
+    def __init__(self, output: LabelOutput) -> None:
+        self.output = output
+        self.masks = 0
+        self._planes: dict[PlaneLabel, PlaneObjects] = {}
+
+    def add(self, result: PlaneObjects) -> None:
+        self._planes[result.plane] = result
+        self.masks += result.masks
+
+    def finish(self) -> tuple[Path, Path, list[Row]]:
+        from ..instances import merge_planes, offset_planes
+
+        order = sorted(self._planes)
+        results = [self._planes[plane] for plane in order]
+        before = offset_planes([r.labels for r in results])
+        merged = merge_planes(before)
+        ids = np.unique(merged[merged != 0])
+        lookup = np.zeros(int(merged.max()) + 1, dtype=np.uint32)
+        lookup[ids] = np.arange(1, len(ids) + 1, dtype=np.uint32)
+        merged = lookup[merged]
+        # merging only joins objects: each plane object lies in one 3D object
+        became = np.zeros(int(before.max()) + 1, dtype=np.int64)
+        became[before.ravel()] = merged.ravel()
+        fg_sum = np.zeros(len(ids) + 1)
+        offset = 0
+        for result in results:
+            for row in result.rows:
+                target = became[int(row["id"]) + offset]
+                fg_sum[target] += float(row.get("foreground", 0.0) or 0.0) * int(row["area"])
+            offset += int(result.labels.max())
+        for plane, labels in zip(order, merged, strict=True):
+            self.output.write(plane, labels)
+        rows = _rows_3d(merged, fg_sum, order, results[0].rows)
+        written, table = self.output.finish(rows, offsets=dict.fromkeys(order, 0))
+        return written, table, rows
+
+
+def _rows_3d(
+    merged: np.ndarray, fg_sum: np.ndarray, order: list[PlaneLabel], sample: Sequence[Row]
+) -> list[Row]:
+    from scipy import ndimage
+
+    rows = []
+    counts = np.bincount(merged.ravel())
+    first = dict(sample[0]) if sample else {}
+    for label_id, where in enumerate(ndimage.find_objects(merged), start=1):
+        if where is None:
+            continue
+        zs, rs, cs = where
+        planes = [order[z] for z in range(zs.start, zs.stop)]
+        rows.append(
+            {
+                "id": label_id,
+                "predicted_iou": float("nan"),
+                "stability": float("nan"),
+                "area": int(counts[label_id]),
+                "bbox_row0": rs.start,
+                "bbox_col0": cs.start,
+                "bbox_row1": rs.stop,
+                "bbox_col1": cs.stop,
+                "slice": f"{planes[0][-1]}-{planes[-1][-1]}"
+                if len(planes) > 1
+                else str(planes[0][-1]),
+                "candidate": 0,
+                "prompts": "",
+                "model": first.get("model", ""),
+                "class": "",
+                "foreground": round(float(fg_sum[label_id] / counts[label_id]), 4),
+                "mode": first.get("mode", ""),
+            }
+        )
+    return rows

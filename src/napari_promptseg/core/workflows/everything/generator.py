@@ -81,6 +81,7 @@ class EverythingResult:
     order: list[int]
     key: EmbeddingKey
     params: EverythingParams = field(default_factory=EverythingParams)
+    mode: str = "grid"  # or "ais" / "apg": masks from an instance decoder (instances.as_masks)
 
 
 @dataclass(eq=False)
