@@ -75,7 +75,7 @@ def test_ais_on_a_stack_is_merged_across_z(files, engine, merged):
     for row in rows:
         assert int(row["area"]) == np.count_nonzero(labels == int(row["id"]))
         assert 0.0 <= float(row["foreground"]) <= 1.0
-    assert any("-" in r["slice"] for r in rows)  # objects spanning several planes
+    assert any("-" in r["slices"] for r in rows)  # objects spanning several planes
 
 
 def test_ais_without_merging_and_apg_equal_the_engine(tmp_path, files, engine):

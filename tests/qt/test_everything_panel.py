@@ -182,3 +182,46 @@ def test_ais_mode_is_the_default_with_a_decoder_and_adds_objects(viewer, qtbot, 
     session.set_segmenter(PromptSegmenter(tiny_sam, "tiny-test", name="tiny"))
     assert [panel.mode_box.itemData(i) for i in range(panel.mode_box.count())] == ["grid"]
     assert not panel.points_per_side.isHidden() and panel.center_threshold.isHidden()
+
+
+def test_ais_on_the_whole_stack_adds_3d_objects_in_one_undo(viewer, qtbot, tiny_sam, tmp_path):
+    """The scripted 3D session: a (z, y, x) stack, AIS on every plane, objects merged
+    across z, exactly the engine's ``ais_stack``; one undo removes them all."""
+    from napari_promptseg.core.models import load_model
+    from napari_promptseg.core.workflows.instances import InstanceSegmenter
+    from napari_promptseg.core.workflows.instances.stack_objects import stack_placement
+
+    path = _decoder_checkpoint(tmp_path, tiny_sam)
+    segmenter = PromptSegmenter.from_model(
+        load_model(checkpoint=path, model_type="vit_tiny", device="cpu")
+    )
+    plane = sample_image()
+    stack = np.stack([np.roll(plane, 3 * z, axis=1) for z in range(3)])
+    widget = open_widget(viewer, qtbot, tiny_sam, segmenter=segmenter, image=stack)
+    session = widget.session
+    panel = _panel(widget)
+    assert panel.mode == "ais"
+    panel.whole_stack.setChecked(True)
+    labels = session.ensure_labels_layer()
+    before = labels.data.copy()
+    panel.run_button.click()
+    _wait_idle(qtbot, panel)
+
+    engine = InstanceSegmenter.from_segmenter(segmenter, path)
+    limits = viewer.layers["image"].contrast_limits
+    rgb = [to_rgb_uint8(p, contrast_limits=tuple(limits)) for p in stack]
+    expected = engine.ais_stack(rgb, panel.instance_params()).labels
+    assert len(np.unique(expected)) > 3
+    placement = stack_placement(before, expected, first_id=1)
+    want = before.copy()
+    for z, (rows, cols, values) in placement.planes.items():
+        want[z, rows, cols] = values
+    np.testing.assert_array_equal(labels.data, want)
+    rows = objects.object_rows(labels)
+    assert len(rows) == len(placement.rows)
+    assert any("-" in str(row["slices"]) for row in rows)  # objects spanning planes
+    assert {row["slice_axis"] for row in rows} == {0}
+    assert "3D objects over 3 planes" in panel.status_label.text()
+
+    widget.undo_button.click()
+    np.testing.assert_array_equal(labels.data, before)

@@ -12,7 +12,9 @@ image, plane, contrast or model no longer shown is dropped.
 
 from __future__ import annotations
 
+import numpy as np
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -26,7 +28,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..._napari import objects
-from ..._napari.slices import LayerSnapshot, slice_rgb
+from ..._napari.automatic import PlanesAlong, iter_instances, ref_at, stack_axis
+from ..._napari.slices import LayerSnapshot, slice_rgb, spatial_shape
 from ..._napari.state import Target
 from ...core.errors import PromptSegError
 from ...core.labels import LabelsError, next_label_id
@@ -37,8 +40,9 @@ from ...core.workflows.everything.generator import (
     iter_segment_everything,
     place_objects,
 )
-from ...core.workflows.instances import APGParams, WatershedParams
-from ...core.workflows.instances.modes import AIS, APG, GRID, instances_as_result, model_modes
+from ...core.workflows.instances import APGParams, StackResult, WatershedParams
+from ...core.workflows.instances.modes import AIS, APG, GRID, model_modes
+from ...core.workflows.instances.stack_objects import stack_placement
 from ..workers import BarProgress, WorkerSlot
 from .registry import disconnect, plane_ready
 
@@ -70,6 +74,11 @@ class EverythingPanel(QWidget):
         self.foreground_threshold.setToolTip("foreground where the probability is above this")
         self.min_size = _int_box(0, 1_000_000, APGParams().min_size)
         self.min_size.setToolTip("drop objects smaller than this (pixels)")
+        self.whole_stack = QCheckBox("whole stack (3D), merged across z")
+        self.whole_stack.setToolTip(
+            "AIS / APG on every plane along the slider axis next to the view, objects merged "
+            "across planes as micro-sam's automatic 3D segmentation does"
+        )
         defaults = EverythingParams()
         self.points_per_side = _int_box(1, 128, defaults.points_per_side)
         self.points_per_side.setToolTip("a grid of N×N single-point prompts (more: slower, finer)")
@@ -94,6 +103,7 @@ class EverythingPanel(QWidget):
             ("Boundary threshold", self.boundary_threshold),
             ("Foreground threshold", self.foreground_threshold),
             ("Min size", self.min_size),
+            ("", self.whole_stack),
         ]
         self._grid_rows = [
             ("Points per side", self.points_per_side),
@@ -128,6 +138,8 @@ class EverythingPanel(QWidget):
         session.embedding_ready.connect(self._on_embedding_ready)
         session.slice_changed.connect(self._on_slice_changed)
         session.model_changed.connect(self._on_model_changed)
+        self._stack_axis: int | None = None
+        self._stop = False
         self._on_model_changed()
 
     # -- modes ----------------------------------------------------------------------------
@@ -216,12 +228,32 @@ class EverythingPanel(QWidget):
         self._target = session.current_target()
         snapshot = LayerSnapshot.of(layer)  # the worker reads no layer napari may change
         instance_params = self.instance_params() if mode != GRID else None
+        self._stack_axis = (
+            stack_axis(ref) if mode != GRID and self.whole_stack.isChecked() else None
+        )
+        self._stop = False
+        if self._stack_axis is not None:
+            planes = PlanesAlong(
+                snapshot, ref, self._stack_axis, spatial_shape(layer)[self._stack_axis]
+            )
 
-        def job():
-            rgb = slice_rgb(snapshot, ref)
-            if instance_params is None:
-                return (yield from iter_segment_everything(segmenter, rgb, params))
-            return (yield from _iter_instances(segmenter, rgb, mode, instance_params))
+            def stack_job():
+                from ...core.workflows.distributed.instance_tasks import instances_for
+
+                instances = instances_for(segmenter)
+                steps = instances.iter_stack(
+                    planes, instance_params, should_cancel=lambda: self._stop
+                )
+                return (yield from steps)
+
+            job = stack_job
+        else:
+
+            def job():
+                rgb = slice_rgb(snapshot, ref)
+                if instance_params is None:
+                    return (yield from iter_segment_everything(segmenter, rgb, params))
+                return (yield from iter_instances(segmenter, rgb, mode, instance_params))
 
         self._progress = BarProgress(self.progress_bar)
         self._slot.start(
@@ -238,11 +270,15 @@ class EverythingPanel(QWidget):
         session.say(f"segmenting everything in {layer.name}{where}…")
 
     def cancel(self) -> None:
-        """Stop after the current batch of points; nothing is written."""
+        """Stop after the current batch of points; nothing is written. A whole stack stops
+        after the plane in progress and its planes done are written."""
         if self._waiting:
             self._waiting = False
             self._set_running(False, "cancelled")
-        if self._slot.running:
+        if self._slot.running and self._stack_axis is not None:
+            self._stop = True  # the run returns the planes done
+            self.cancel_button.setEnabled(False)
+        elif self._slot.running:
             self._slot.quit()  # its aborted and finished still report
             self.cancel_button.setEnabled(False)
 
@@ -264,9 +300,12 @@ class EverythingPanel(QWidget):
         self._progress.total = total
         self._progress.update(done - self._progress.n)
 
-    def _on_returned(self, result: EverythingResult) -> None:
+    def _on_returned(self, result) -> None:
         try:
-            self.apply(result, self._target)
+            if isinstance(result, StackResult):
+                self.apply_stack(result, self._target, self._stack_axis)
+            else:
+                self.apply(result, self._target)
         except PromptSegError as error:
             self.session.report(str(error), error)
 
@@ -339,6 +378,55 @@ class EverythingPanel(QWidget):
         session.say(f"segment everything: {message}")
         return placement.objects
 
+    def apply_stack(
+        self, result: StackResult, target: Target | None, axis: int | None
+    ) -> list[dict]:
+        """Paint a whole-stack result as new 3D objects (one undo step); their rows."""
+        session = self.session
+        current = session.current_target()
+        if target is None or target != current or axis is None:
+            self.status_label.setText("dropped: the image, slice or model changed meanwhile")
+            return []
+        labels = session.ensure_labels_layer()
+        if labels is None:
+            return []
+        ref = current.ref
+        existing = np.stack(
+            [objects.plane_of(labels, ref_at(ref, axis, z)) for z in range(len(result.labels))]
+        )
+        try:
+            placement = stack_placement(
+                existing,
+                result.labels,
+                first_id=next_label_id(labels.data),
+                model=session.segmenter.name,
+                mode=self.mode,
+            )
+        except LabelsError as error:
+            session.report(str(error))
+            return []
+        if not placement.rows:
+            self.status_label.setText("no new objects: none found, or all lie on objects")
+            return []
+        with labels.block_history():  # every plane in one undo step
+            for z, (rows, cols, values) in placement.planes.items():
+                labels.data_setitem(ref_at(ref, axis, z).full_indices(rows, cols), values)
+        others = [str(i) for a, i in enumerate(ref.index) if i is not None and a != axis]
+        for row in placement.rows:  # a 3D object's row, as a propagated object's
+            row["slice"], row["slice_axis"] = ",".join(others), axis
+        objects.append_rows(labels, placement.rows)
+        self.last_rows = placement.rows
+        session.notify_objects_changed()
+        done = (
+            f"{result.planes_done} of {len(result.labels)} planes"
+            if result.cancelled
+            else (f"{len(result.labels)} planes")
+        )
+        message = f"added {len(placement.rows)} 3D objects over {done}; undo removes them all"
+        self.status_label.setText(message)
+        session.say(f"segment everything: {message}")
+        return placement.rows
+
     def _same_pixels(self, result: EverythingResult) -> bool:
         """Whether the plane shown now (data, contrast) is the one the result was made from."""
         session = self.session
@@ -367,23 +455,6 @@ class EverythingPanel(QWidget):
             (self.session.model_changed, self._on_model_changed),
         )
         return super().close()
-
-
-def _iter_instances(segmenter, rgb, mode: str, params):
-    """AIS or APG on ``rgb`` in a worker: (done, total) steps, then an EverythingResult."""
-    from ...core.workflows.distributed.instance_tasks import instances_for
-
-    yield (0, 3)
-    instances = instances_for(segmenter)  # the decoder is read once per model
-    embedding = segmenter.embed(rgb)  # cached: the session embedded the plane shown
-    yield (1, 3)
-    maps = instances.maps(embedding)
-    yield (2, 3)
-    if mode == AIS:
-        labels = instances.ais(embedding, params)
-    else:
-        labels = instances.apg(embedding, params)
-    return instances_as_result(labels, maps.foreground, embedding.key, mode)
 
 
 def _int_box(low: int, high: int, value: int) -> QSpinBox:

@@ -241,7 +241,8 @@ def _rows_3d(
                 "bbox_col0": cs.start,
                 "bbox_row1": rs.stop,
                 "bbox_col1": cs.stop,
-                "slice": f"{planes[0][-1]}-{planes[-1][-1]}"
+                "slice": "",
+                "slices": f"{planes[0][-1]}-{planes[-1][-1]}"
                 if len(planes) > 1
                 else str(planes[0][-1]),
                 "candidate": 0,

@@ -9,7 +9,7 @@ in 2D and the planes are merged into 3D objects (:mod:`.merge3d`), as micro-sam'
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,7 +95,8 @@ def segment_stack(
     progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> StackResult:
-    """AIS per plane, then the planes merged into 3D objects.
+    """AIS per plane, then the planes merged into 3D objects (:func:`iter_segment_stack`
+    run to its end).
 
     Parameters
     ----------
@@ -117,6 +118,46 @@ def segment_stack(
         Asked before each plane; when it answers True the run stops and the planes done
         so far are merged and returned (``cancelled=True``).
     """
+    steps = iter_segment_stack(
+        embed,
+        n_planes,
+        maps_of,
+        params,
+        plane_shape=plane_shape,
+        plane_labels=plane_labels,
+        should_cancel=should_cancel,
+    )
+    return run_steps(steps, progress)
+
+
+def run_steps(
+    steps: Generator[tuple[int, int], None, StackResult],
+    progress: Callable[[int, int], None] | None = None,
+) -> StackResult:
+    """Drive a stack generator to its end, passing each ``(done, total)`` to ``progress``."""
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as finished:
+            result: StackResult = finished.value
+            return result
+        if progress is not None:
+            progress(done, total)
+
+
+def iter_segment_stack(
+    embed: Callable[[int], ImageEmbedding],
+    n_planes: int,
+    maps_of: Callable[[ImageEmbedding], InstanceMaps],
+    params: WatershedParams = DEFAULT_WATERSHED,
+    *,
+    plane_shape: tuple[int, int],
+    plane_labels: Callable[[InstanceMaps, ImageEmbedding], np.ndarray] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Generator[tuple[int, int], None, StackResult]:
+    """:func:`segment_stack` as a generator: yields ``(planes done, planes)`` after each
+    plane (a napari worker reports progress there) and returns the :class:`StackResult`.
+    To stop and keep the planes done, make ``should_cancel`` answer True."""
     if n_planes < 1:
         raise ImageError("a stack needs at least one plane")
     planes: list[np.ndarray] = []
@@ -134,8 +175,7 @@ def segment_stack(
         seg = plane_labels(maps, embedding) if plane_labels else segment_maps(maps, params)
         seconds["watershed"] += time.perf_counter() - started
         planes.append(seg)
-        if progress is not None:
-            progress(z + 1, n_planes)
+        yield z + 1, n_planes
     if not planes:
         return StackResult(np.zeros((n_planes, *plane_shape), np.uint32), 0, True, seconds)
     started = time.perf_counter()

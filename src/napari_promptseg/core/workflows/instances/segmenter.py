@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,7 +27,15 @@ from ...models.download import ByteProgress
 from ...models.loading import load_model
 from ...sam.embedding import EmbeddingKey, ImageEmbedding
 from ...sam.engine import PromptSegmenter
-from .ais import InstanceMaps, StackResult, check_planes, predict_maps, segment_maps, segment_stack
+from .ais import (
+    InstanceMaps,
+    StackResult,
+    check_planes,
+    iter_segment_stack,
+    predict_maps,
+    run_steps,
+    segment_maps,
+)
 from .apg import DEFAULT_APG, APGParams, prompt_generation
 from .checkpoint import AIS, APG, automatic_modes, load_instance_decoder
 from .decoder import InstanceDecoder
@@ -170,6 +178,17 @@ class InstanceSegmenter:
         """AIS (or APG, given :class:`APGParams`) on each (H, W, 3) uint8 plane of a
         (Z, H, W, 3) stack, objects merged across z as micro-sam's
         ``automatic_3d_segmentation`` does. Cancelling keeps the planes done (merged)."""
+        return run_steps(self.iter_stack(planes, params, should_cancel=should_cancel), progress)
+
+    def iter_stack(
+        self,
+        planes: Sequence[np.ndarray] | np.ndarray,
+        params: WatershedParams | APGParams = DEFAULT_WATERSHED,
+        *,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Generator[tuple[int, int], None, StackResult]:
+        """:meth:`ais_stack` as a generator of ``(planes done, planes)`` (for a napari
+        worker); ``planes`` may be any sequence that converts a plane when indexed."""
         n = check_planes(planes)
         plane_labels = None
         if isinstance(params, APGParams):
@@ -178,14 +197,16 @@ class InstanceSegmenter:
             def plane_labels(maps: InstanceMaps, embedding: ImageEmbedding) -> np.ndarray:
                 return prompt_generation(self.segmenter, embedding, maps, apg_params)
 
-        shape = (int(planes[0].shape[0]), int(planes[0].shape[1]))
-        return segment_stack(
-            lambda z: self.segmenter.embed(planes[z]),
-            n,
-            self.maps,
-            params if isinstance(params, WatershedParams) else WatershedParams(),
-            plane_shape=shape,
-            plane_labels=plane_labels,
-            progress=progress,
-            should_cancel=should_cancel,
+        first = planes[0]
+        shape = (int(first.shape[0]), int(first.shape[1]))
+        return (
+            yield from iter_segment_stack(
+                lambda z: self.segmenter.embed(first if z == 0 else planes[z]),
+                n,
+                self.maps,
+                params if isinstance(params, WatershedParams) else WatershedParams(),
+                plane_shape=shape,
+                plane_labels=plane_labels,
+                should_cancel=should_cancel,
+            )
         )
