@@ -98,6 +98,11 @@ PANELS = (
         "Propagate through slices",
         "napari_promptseg._qt.panels.propagation:PropagationPanel",
     ),
+    (
+        "Volume & time",
+        "Track with memory (SAM 2.1)",
+        "napari_promptseg._qt.panels.tracking:TrackingPanel",
+    ),
     ("Train & evaluate", "Evaluate", "napari_promptseg._qt.panels.evaluate:EvaluatePanel"),
     ("Train & evaluate", "Finetune", "napari_promptseg._qt.panels.finetune:FinetunePanel"),
     ("Files & batch", "Image folder", "napari_promptseg._qt.panels.folder:FolderPanel"),
