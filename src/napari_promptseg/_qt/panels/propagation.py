@@ -43,6 +43,7 @@ from ...core.workflows.propagation.propagate import (
 from ...core.workflows.propagation.rows import propagated_row
 from ..workers import WorkerSlot
 from .registry import disconnect, say
+from .slider_axes import fill_axis_combo, layer_to_viewer_offset
 
 LAST_COMMITTED = "last committed object"
 SELECTED_LABEL = "label selected in the labels layer"
@@ -174,21 +175,10 @@ class PropagationPanel(QWidget):
 
     def _refresh_axes(self, *_) -> None:
         """List the slider axes of the image; follow the slider last used until one is picked."""
-        ref = self.session.current_slice
-        layer = self.session.image_layer
-        axes = [] if ref is None else [a for a, i in enumerate(ref.index) if i is not None]
-        previous = self.axis()
-        self.axis_combo.blockSignals(True)
-        self.axis_combo.clear()
-        names = list(self.viewer.dims.axis_labels)
-        offset = self.viewer.dims.ndim - (len(spatial_shape(layer)) if layer is not None else 0)
-        for axis in axes:
-            name = names[offset + axis] if 0 <= offset + axis < len(names) else str(axis)
-            self.axis_combo.addItem(f"axis {axis} ({name})", axis)
-        preferred = previous if self._axis_picked else self.viewer.dims.last_used - offset
-        index = self.axis_combo.findData(preferred)
-        self.axis_combo.setCurrentIndex(index if index >= 0 else 0)
-        self.axis_combo.blockSignals(False)
+        ref, layer = self.session.current_slice, self.session.image_layer
+        offset = layer_to_viewer_offset(self.viewer, layer)
+        preferred = self.axis() if self._axis_picked else self.viewer.dims.last_used - offset
+        axes = fill_axis_combo(self.axis_combo, self.viewer, ref, layer, preferred)
         self.propagate_button.setEnabled(bool(axes) and not self._slot.running)
 
     # -- running --------------------------------------------------------------------------

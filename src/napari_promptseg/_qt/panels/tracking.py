@@ -44,6 +44,7 @@ from ...core.workflows.tracking.memory import MemoryTracker
 from ...core.workflows.tracking.results import TrackRun, TrackStep
 from ..workers import WorkerSlot
 from .registry import disconnect, say
+from .slider_axes import fill_axis_combo
 from .tracking_tracks import TracksBox
 
 LAST_COMMITTED = "last committed object"
@@ -186,18 +187,7 @@ class TrackingPanel(QWidget):
 
     def _refresh(self, *_) -> None:
         ref, image = self.session.current_slice, self.session.image_layer
-        axes = [] if ref is None else [a for a, i in enumerate(ref.index) if i is not None]
-        previous = self.axis()
-        self.axis_combo.blockSignals(True)
-        self.axis_combo.clear()
-        names = list(self.viewer.dims.axis_labels)
-        offset = self.viewer.dims.ndim - (len(spatial_shape(image)) if image is not None else 0)
-        for axis in axes:
-            name = names[offset + axis] if 0 <= offset + axis < len(names) else str(axis)
-            self.axis_combo.addItem(f"axis {axis} ({name})", axis)
-        index = self.axis_combo.findData(previous)
-        self.axis_combo.setCurrentIndex(index if index >= 0 else 0)
-        self.axis_combo.blockSignals(False)
+        axes = fill_axis_combo(self.axis_combo, self.viewer, ref, image, self.axis())
         idle = bool(axes) and not self._slot.running
         self.propagate_button.setEnabled(idle)
         self.correct_button.setEnabled(idle)
