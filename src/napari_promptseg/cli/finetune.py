@@ -38,6 +38,15 @@ def register(commands: Any) -> None:
     add_model_arguments(finetune)
     group = finetune.add_argument_group("training (defaults suit a session of ~100 objects)")
     group.add_argument("--mode", choices=("decoder", "full"), default="decoder")
+    group.add_argument(
+        "--target",
+        choices=("mask-decoder", "instance-decoder"),
+        default="mask-decoder",
+        help="what trains: SAM's mask decoder, or micro-sam's instance decoder (AIS)",
+    )
+    group.add_argument(
+        "--initial-features", type=int, default=64, help="new instance decoder's width"
+    )
     group.add_argument("--steps", type=int, default=400, help="at most this many steps")
     group.add_argument("--objects-per-step", type=int, default=16)
     group.add_argument("--corrections", type=int, default=2, help="correcting clicks per object")
@@ -63,6 +72,8 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     # everything that can be refused is refused before the model loads
     check_model_name(args.name)
+    if args.target == "instance-decoder":
+        return _run_instance_decoder(args)
     settings = FinetuneSettings(
         mode=args.mode,
         max_steps=args.steps,
@@ -114,3 +125,56 @@ def _report(progress: Any, started: float) -> None:
             f"{v.loss:.4f}  val mIoU@1 {v.miou_at_1:.3f}  (best {best.loss:.4f})",
             file=sys.stderr,
         )
+
+
+def _run_instance_decoder(args: argparse.Namespace) -> int:
+    from ..core.storage.store import EmbeddingStore
+    from ..core.workflows.finetune import planes_from_folder
+    from ..core.workflows.finetune.data import check_enough
+    from ..core.workflows.finetune.instance_training import (
+        InstanceTrainingSettings,
+        iter_train_instance_decoder,
+        save_instance_decoder,
+    )
+
+    settings = InstanceTrainingSettings(
+        max_steps=args.steps,
+        learning_rate=args.lr or 1e-3,
+        initial_features=args.initial_features,
+        validation_fraction=args.validation,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        seed=args.seed,
+        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+    )
+    planes, skipped = planes_from_folder(args.images, args.labels)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    count = check_enough(planes, settings.min_objects)
+    print(f"{count} objects on {len(planes)} planes", file=sys.stderr)
+    segmenter = load_segmenter(args, store=EmbeddingStore())
+    base = getattr(args, "checkpoint", None)
+    steps = iter_train_instance_decoder(segmenter, planes, settings, base_checkpoint=base)
+    started = time.perf_counter()
+    try:
+        while True:
+            progress = next(steps)
+            if progress.stage == "validated" and progress.validation is not None:
+                v = progress.validation
+                print(
+                    f"[{time.perf_counter() - started:6.0f} s] step {progress.done:4d}/"
+                    f"{progress.total}  val loss {v.loss:.4f}  AIS IoU {v.mean_iou:.3f}  "
+                    f"F1@0.5 {v.f1:.3f}",
+                    file=sys.stderr,
+                )
+    except StopIteration as finished:
+        result = finished.value
+    saved = save_instance_decoder(result, args.name, args.output_dir)
+    before, after = result.before, result.after
+    print(
+        f"validation AIS mean IoU {before['mean_iou']:.3f} -> {after['mean_iou']:.3f}, "
+        f"F1@0.5 {before['f1']:.3f} -> {after['f1']:.3f} ({result.metadata['steps']} steps)"
+    )
+    print(f"saved model {saved.name!r}: {saved.path} (sha256 {saved.sha256[:16]}...)")
+    print(f"use it with: promptseg everything IMAGE --model {saved.name} --mode ais ...")
+    return 0

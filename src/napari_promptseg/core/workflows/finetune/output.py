@@ -103,7 +103,10 @@ def save_finetuned(
     previous = _previous_file(entry)
     path = _fresh_checkpoint_path(target, name)
     state = {key: value.detach().cpu() for key, value in result.sam.state_dict().items()}
-    payload = {"model_state": state, METADATA_KEY: _json_safe(result.metadata)}
+    payload: dict[str, Any] = {"model_state": state, METADATA_KEY: _json_safe(result.metadata)}
+    decoder = getattr(result, "decoder", None)  # an instance decoder: micro-sam's layout
+    if decoder is not None:
+        payload["decoder_state"] = {k: v.detach().cpu() for k, v in decoder.state_dict().items()}
     hasher = hashlib.sha256()
 
     def write(file: IO[bytes]) -> None:

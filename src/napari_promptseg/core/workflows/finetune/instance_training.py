@@ -1,0 +1,479 @@
+"""Training an instance decoder (micro-sam's UNETR head, AIS) on cached embeddings.
+
+    >>> steps = iter_train_instance_decoder(segmenter, planes, InstanceTrainingSettings())
+    >>> for progress in steps: ...           # InstanceProgress after every step
+    >>> result = ...                         # the generator's return value
+    >>> save_instance_decoder(result, "my_nuclei")   # micro-sam format, in "my models"
+
+The encoder is frozen: each plane is embedded once by the base model (its cache and store,
+as :mod:`.embeddings`), and only the decoder trains, on per-object distance targets with
+micro-sam's loss (:mod:`.instance_targets`). Each plane goes through the decoder on its
+own (batch of one), exactly the forward of inference: the decoder's BatchNorm normalises
+with the statistics of the embedding at hand (see :mod:`..instances.decoder`), so a batch
+of several planes would train a different function than the one AIS runs.
+
+Validation runs AIS (:func:`..instances.ais.segment_maps`, micro-sam's defaults) on the
+held-out planes (or held-out objects, whose pixels the training loss then ignores) and
+matches its instances to the annotations: mean matched IoU (each annotated object's best
+IoU, 0 when missed) and F1 at IoU 0.5. The result is written as micro-sam writes a
+trained model (``model_state`` = the base SAM's weights, ``decoder_state`` = the decoder),
+so it loads in micro-sam and here (``InstanceSegmenter.load(checkpoint=...)``).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import math
+import os
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ...errors import Cancelled, ModelError
+from ...models.architectures import infer_model_type
+from ...models.my_models import entry_path, my_models_dir
+from ...sam.embedding import ImageEmbedding
+from ...sam.engine import PromptSegmenter
+from ...sam.families import FINETUNE
+from ..instances.ais import predict_maps, segment_maps
+from ..instances.decoder import InstanceDecoder
+from .data import TrainingDataError, TrainingPlane, check_enough, split_planes, validation_labels
+from .embeddings import embed_all, trainable_input
+from .instance_targets import distance_loss, distance_targets
+from .output import SavedModel, _previous_file, check_model_name, save_finetuned
+from .settings import FinetuneError
+from .trainer import FinetuneResult, _data_summary, _lr_factor
+
+#: What ``promptseg finetune --target`` trains: SAM's mask decoder (prompted segmentation)
+#: or micro-sam's instance decoder (AIS / APG).
+TARGETS = ("mask-decoder", "instance-decoder")
+INSTANCE_TARGET = "instance-decoder"
+MICRO_SAM_FEATURES = 64  # micro-sam's get_unetr builds decoders of this width only
+HOLDOUT_MARGIN = 3  # px around held-out objects the training loss ignores
+MATCH_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class InstanceTrainingSettings:
+    """Settings of an instance-decoder training.
+
+    Attributes
+    ----------
+    max_steps
+        Optimiser steps (one plane each) at most.
+    learning_rate
+        AdamW learning rate after a short warm-up, decaying to a tenth by a cosine.
+    weight_decay
+        AdamW weight decay.
+    initial_features
+        Width of a new decoder's finest level: micro-sam loads only 64 (the default);
+        smaller is faster (tests). Ignored when training on from the base's decoder.
+    from_base
+        Start from the base model's own decoder when it has one (a micro-sam checkpoint);
+        otherwise, or when False, from a new randomly initialised decoder.
+    validation_fraction, eval_every, patience, min_objects, seed, max_seconds
+        As in :class:`.settings.FinetuneSettings`; the best validation loss is kept.
+    """
+
+    max_steps: int = 300
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    initial_features: int = MICRO_SAM_FEATURES
+    from_base: bool = True
+    validation_fraction: float = 0.2
+    eval_every: int = 25
+    patience: int = 4
+    min_objects: int = 10
+    seed: int = 0
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, minimum in (
+            ("max_steps", 1),
+            ("eval_every", 1),
+            ("initial_features", 1),
+            ("patience", 0),
+            ("min_objects", 0),
+            ("seed", 0),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise FinetuneError(f"{name} must be a whole number >= {minimum}; got {value!r}.")
+        if not self.learning_rate > 0:
+            raise FinetuneError(f"learning_rate must be positive; got {self.learning_rate}.")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise FinetuneError(
+                f"validation_fraction must lie between 0 and 1; got {self.validation_fraction}."
+            )
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise FinetuneError(f"max_seconds must be positive; got {self.max_seconds}.")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InstanceFigures:
+    """AIS on the held-out objects: loss, mean matched IoU, F1 at IoU 0.5."""
+
+    loss: float
+    mean_iou: float
+    f1: float
+    objects: int
+    predicted: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InstanceProgress:
+    """As :class:`.progress.FinetuneProgress`, with :class:`InstanceFigures`."""
+
+    stage: str
+    done: int
+    total: int
+    loss: float | None = None
+    validation: InstanceFigures | None = None
+    best: InstanceFigures | None = None
+
+
+@dataclass(eq=False)
+class InstanceTrainingResult(FinetuneResult):
+    """A trained decoder; ``sam`` is the base model (unchanged, saved as ``model_state``)."""
+
+    decoder: InstanceDecoder | None = None
+    base_checkpoint: Path | None = None
+
+
+@dataclass(eq=False)
+class _Item:
+    features: torch.Tensor
+    embedding: ImageEmbedding
+    target: torch.Tensor
+    weight: torch.Tensor | None
+    truth: np.ndarray  # validation: the annotated objects judged
+    zone: np.ndarray | None  # validation: where predictions count (None: everywhere)
+
+
+def train_instance_decoder(
+    segmenter: PromptSegmenter,
+    planes: Sequence[TrainingPlane],
+    settings: InstanceTrainingSettings | None = None,
+    *,
+    progress: Callable[[InstanceProgress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    base_checkpoint: str | os.PathLike | None = None,
+) -> InstanceTrainingResult:
+    """:func:`iter_train_instance_decoder` in one call (``Cancelled`` when asked to stop)."""
+    steps = iter_train_instance_decoder(
+        segmenter, planes, settings, base_checkpoint=base_checkpoint
+    )
+    try:
+        while True:
+            report = next(steps)
+            if progress is not None:
+                progress(report)
+            if should_cancel is not None and should_cancel():
+                steps.close()
+                raise Cancelled("training cancelled; nothing was written.")
+    except StopIteration as finished:
+        return finished.value
+
+
+def iter_train_instance_decoder(
+    segmenter: PromptSegmenter,
+    planes: Sequence[TrainingPlane],
+    settings: InstanceTrainingSettings | None = None,
+    *,
+    base_checkpoint: str | os.PathLike | None = None,
+) -> Generator[InstanceProgress, None, InstanceTrainingResult]:
+    """Train an instance decoder for ``segmenter``'s model on ``planes`` (module notes).
+
+    Parameters
+    ----------
+    base_checkpoint
+        The base model's checkpoint file: its ``decoder_state`` (if any) is the starting
+        point (``settings.from_base``), and it is recorded so saving never replaces it.
+
+    Raises
+    ------
+    TrainingDataError
+        Too few objects, or none on the planes after the split.
+    FamilyError
+        SAM 2.1 (micro-sam's decoders read SAM / MobileSAM embeddings).
+    """
+    settings = settings or InstanceTrainingSettings()
+    segmenter.require(FINETUNE)
+    if segmenter.family == "sam2.1":
+        raise FinetuneError("instance decoders run on SAM / MobileSAM models, not SAM 2.1.")
+    started = time.perf_counter()
+    n_objects = check_enough(planes, settings.min_objects)
+    train_planes, val_planes = split_planes(planes, settings.validation_fraction, settings.seed)
+    if not train_planes or not val_planes:
+        raise TrainingDataError("too few annotated objects to hold some out for validation.")
+    torch.manual_seed(settings.seed)
+    decoder, start = _initial_decoder(segmenter, base_checkpoint, settings)
+    embeddings: dict[int, ImageEmbedding] = {}
+    steps = embed_all(segmenter, [*train_planes, *val_planes])
+    try:
+        while True:
+            report = next(steps)
+            yield InstanceProgress(report.stage, report.done, report.total)
+    except StopIteration as finished:
+        embeddings = finished.value
+    held = {id(p.rgb): p.holdout for p in val_planes if p.holdout}
+    train = [_training_item(p, embeddings[id(p)], held.get(id(p.rgb))) for p in train_planes]
+    val = [_validation_item(p, embeddings[id(p)]) for p in val_planes]
+
+    yield InstanceProgress("validation", 0, settings.max_steps)
+    before = best = _validate(decoder, val)
+    best_state = copy.deepcopy(decoder.state_dict())
+    best_step, waited, step = 0, 0, 0
+    history = [_entry(0, time.perf_counter() - started, math.nan, before)]
+    yield InstanceProgress("validated", 0, settings.max_steps, validation=before, best=best)
+
+    decoder.train()
+    decoder.to(memory_format=torch.channels_last)  # same maps; half the backward time on a CPU
+    params = [p for p in decoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(settings.max_steps))
+    rng = np.random.default_rng(settings.seed)
+    running: list[float] = []
+    latest = before
+    stop_reason = "max_steps"
+    for step in range(1, settings.max_steps + 1):
+        item = train[int(rng.integers(len(train)))]
+        loss = _loss(decoder, item)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        running.append(float(loss.detach()))
+        out_of_time = (
+            settings.max_seconds is not None
+            and time.perf_counter() - started > settings.max_seconds
+        )
+        mean_loss = float(np.mean(running))
+        yield InstanceProgress("training", step, settings.max_steps, mean_loss, latest, best)
+        if step % settings.eval_every and step != settings.max_steps and not out_of_time:
+            continue
+        yield InstanceProgress("validation", step, settings.max_steps, mean_loss, latest, best)
+        latest = _validate(decoder, val)
+        decoder.train()
+        history.append(_entry(step, time.perf_counter() - started, mean_loss, latest))
+        running = []
+        waited = 0 if latest.loss < best.loss * 0.99 else waited + 1
+        if latest.loss < best.loss:
+            best, best_state, best_step = latest, copy.deepcopy(decoder.state_dict()), step
+        yield InstanceProgress("validated", step, settings.max_steps, None, latest, best)
+        if waited > settings.patience:
+            stop_reason = "early stopping"
+            break
+        if out_of_time:
+            stop_reason = "time limit"
+            break
+
+    decoder.load_state_dict(best_state)
+    decoder.eval()
+    for parameter in decoder.parameters():
+        parameter.requires_grad_(False)
+    metadata = {
+        "base_model": segmenter.name,
+        "base_model_id": segmenter.model_id,
+        "family": segmenter.family,
+        "model_type": infer_model_type(segmenter.sam.state_dict()) or "custom",
+        "mode": "decoder",
+        "target": INSTANCE_TARGET,
+        "trained": f"instance decoder (UNETR, {start})",
+        "initial_features": int(decoder.out_conv.weight.shape[1]),
+        "data": _data_summary(planes, train_planes, val_planes, n_objects),
+        "steps": step,
+        "best_step": best_step,
+        "stop_reason": stop_reason,
+        "validation": {"before": before.as_dict(), "after": best.as_dict()},
+        "settings": settings.as_dict(),
+        "seconds": round(time.perf_counter() - started, 2),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": str(next(decoder.parameters()).device),
+    }
+    return InstanceTrainingResult(
+        sam=segmenter.sam,
+        metadata=metadata,
+        history=history,
+        decoder=decoder,
+        base_checkpoint=Path(base_checkpoint) if base_checkpoint is not None else None,
+    )
+
+
+def save_instance_decoder(
+    result: InstanceTrainingResult, name: str, folder: str | os.PathLike | None = None
+) -> SavedModel:
+    """Write ``result`` as model ``name`` of "my models", in micro-sam's format
+    (``model_state`` + ``decoder_state``), through :func:`.output.save_finetuned`.
+
+    Raises
+    ------
+    FinetuneError
+        A bad name, or one whose current file is the base checkpoint (saving would delete
+        it: the base checkpoint is never replaced).
+    """
+    check_model_name(name)
+    target = Path(folder).expanduser() if folder is not None else my_models_dir()
+    previous = _previous_file(entry_path(target, name))
+    base = result.base_checkpoint
+    if base is not None and previous is not None and _same_file(previous, base):
+        raise FinetuneError(
+            f"model {name!r} is the base model being trained on; choose another name "
+            "(a finetune never replaces its base checkpoint)."
+        )
+    return save_finetuned(result, name, folder)
+
+
+# -- pieces -------------------------------------------------------------------------------
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _initial_decoder(
+    segmenter: PromptSegmenter,
+    base_checkpoint: str | os.PathLike | None,
+    settings: InstanceTrainingSettings,
+) -> tuple[InstanceDecoder, str]:
+    device = segmenter.device
+    if settings.from_base and base_checkpoint is not None:
+        from ..instances.checkpoint import load_instance_decoder
+
+        model = _ModelView(segmenter, Path(base_checkpoint))
+        try:
+            found = load_instance_decoder(model, device=device, progress=False, offline=True)
+        except ModelError:
+            pass
+        else:
+            return copy.deepcopy(found).float(), "from the base model's decoder"
+    channels = int(segmenter.sam.prompt_encoder.embed_dim)
+    decoder = InstanceDecoder(embed_dim=channels, initial_features=settings.initial_features)
+    return decoder.float().to(device), "from scratch"
+
+
+@dataclass
+class _ModelView:
+    """What :func:`..instances.checkpoint.load_instance_decoder` reads of a loaded model."""
+
+    segmenter: PromptSegmenter
+    checkpoint: Path
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("name", "family", "sam", "device"):
+            return getattr(self.segmenter, name)
+        if name == "model_type":
+            return None
+        raise AttributeError(name)
+
+
+def _training_item(
+    plane: TrainingPlane, embedding: ImageEmbedding, holdout: frozenset[int] | None
+) -> _Item:
+    target = torch.from_numpy(distance_targets(plane.labels))[None]
+    weight = None
+    if holdout:  # the validation objects of this plane: neither object nor background
+        zone = _zone(plane.labels, holdout)
+        weight = torch.from_numpy((~zone).astype(np.float32))[None, None]
+    features = trainable_input(embedding).contiguous(memory_format=torch.channels_last)
+    return _Item(features, embedding, target, weight, plane.labels, None)
+
+
+def _validation_item(plane: TrainingPlane, embedding: ImageEmbedding) -> _Item:
+    target = torch.from_numpy(distance_targets(plane.labels))[None]
+    truth = validation_labels(plane)
+    zone = _zone(plane.labels, plane.holdout) if plane.holdout else None
+    weight = None if zone is None else torch.from_numpy(zone.astype(np.float32))[None, None]
+    return _Item(trainable_input(embedding), embedding, target, weight, truth, zone)
+
+
+def _zone(labels: np.ndarray, ids: frozenset[int]) -> np.ndarray:
+    mask = np.isin(labels, list(ids))
+    return np.asarray(ndimage.binary_dilation(mask, iterations=HOLDOUT_MARGIN))
+
+
+def _loss(decoder: InstanceDecoder, item: _Item) -> torch.Tensor:
+    embedding = item.embedding
+    out = decoder(item.features, tuple(embedding.input_size), tuple(embedding.original_size))
+    return distance_loss(out, item.target, item.weight)
+
+
+def _validate(decoder: InstanceDecoder, items: Sequence[_Item]) -> InstanceFigures:
+    decoder.eval()
+    losses, ious = [], []
+    tp = n_true = n_pred = 0
+    with torch.no_grad():
+        for item in items:
+            losses.append(float(_loss(decoder, item)))
+            predicted = segment_maps(predict_maps(decoder, item.embedding))
+            if item.zone is not None:
+                predicted = _inside(predicted, item.zone)
+            best, matched, count = match_instances(item.truth, predicted)
+            ious += best
+            tp, n_true, n_pred = tp + matched, n_true + len(best), n_pred + count
+    f1 = 2 * tp / (n_true + n_pred) if n_true + n_pred else 0.0
+    return InstanceFigures(
+        loss=float(np.mean(losses)) if losses else math.nan,
+        mean_iou=float(np.mean(ious)) if ious else math.nan,
+        f1=float(f1),
+        objects=n_true,
+        predicted=n_pred,
+    )
+
+
+def _inside(predicted: np.ndarray, zone: np.ndarray) -> np.ndarray:
+    """Predicted objects with most of their pixels in ``zone``; the others erased."""
+    ids, total = np.unique(predicted, return_counts=True)
+    within = np.bincount(predicted[zone].ravel().astype(np.int64), minlength=int(ids.max()) + 1)
+    keep = [int(i) for i, n in zip(ids, total, strict=True) if i and within[int(i)] * 2 > n]
+    return np.where(np.isin(predicted, keep), predicted, 0)
+
+
+def match_instances(truth: np.ndarray, predicted: np.ndarray) -> tuple[list[float], int, int]:
+    """Each annotated object's best IoU with a predicted one, the matches at IoU > 0.5
+    (one-to-one by construction), and the number of predicted objects."""
+    t_ids, t_inv = np.unique(truth, return_inverse=True)
+    p_ids, p_inv = np.unique(predicted, return_inverse=True)
+    t_inv, p_inv = t_inv.ravel(), p_inv.ravel()
+    overlap = np.zeros((len(t_ids), len(p_ids)), np.int64)
+    np.add.at(overlap, (t_inv, p_inv), 1)
+    t_fg, p_fg = t_ids != 0, p_ids != 0
+    overlap = overlap[np.ix_(t_fg, p_fg)]
+    if not overlap.shape[0]:
+        return [], 0, int(overlap.shape[1])
+    sizes_t = np.bincount(t_inv, minlength=len(t_ids))[t_fg][:, None]
+    sizes_p = np.bincount(p_inv, minlength=len(p_ids))[p_fg][None]
+    union = sizes_t + sizes_p - overlap
+    iou = np.where(union > 0, overlap / np.maximum(union, 1), 0.0)
+    best = iou.max(1) if iou.shape[1] else np.zeros(iou.shape[0])
+    return [float(b) for b in best], int((iou > MATCH_IOU).sum()), int(iou.shape[1])
+
+
+def _entry(step: int, seconds: float, train_loss: float, f: InstanceFigures) -> dict[str, float]:
+    return {
+        "step": step,
+        "seconds": round(seconds, 3),
+        "train_loss": train_loss,
+        "val_loss": f.loss,
+        "val_mean_iou": f.mean_iou,
+        "val_f1": f.f1,
+    }
