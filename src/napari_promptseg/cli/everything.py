@@ -13,6 +13,12 @@ from .common import (
     check_output_path,
     progress_printer,
 )
+from .everything_modes import (
+    INSTANCE_PARAMETERS,
+    decoder_path,
+    instance_params,
+    resolve_cli_mode,
+)
 from .scale import add_scale_arguments
 
 # (flag, EverythingParams field, type, help)
@@ -38,18 +44,6 @@ PARAMETERS = (
         int,
         "fill holes and drop islands smaller than this many pixels (0: off)",
     ),
-)
-
-
-# (flag, WatershedParams / APGParams field, type, help); given ones go to the mode that has them
-INSTANCE_PARAMETERS = (
-    ("--center-distance-threshold", "center_distance_threshold", float, "seeds below (0.5)"),
-    ("--boundary-distance-threshold", "boundary_distance_threshold", float, "seeds below (0.5)"),
-    ("--foreground-threshold", "foreground_threshold", float, "foreground above (0.5)"),
-    ("--foreground-smoothing", "foreground_smoothing", float, "ais: sigma of the foreground (1.0)"),
-    ("--distance-smoothing", "distance_smoothing", float, "ais: sigma of the distances (1.6)"),
-    ("--min-size", "min_size", int, "drop objects under N pixels (ais 0, apg 25)"),
-    ("--nms-threshold", "nms_threshold", float, "apg: mask IoU of duplicates (0.9)"),
 )
 
 
@@ -160,7 +154,9 @@ def run_everything(args) -> int:
         task_function = everything_task
     else:
         tasks = [
-            InstanceTask(source, label, mode, instance_params(args, mode), params, _decoder(args))
+            InstanceTask(
+                source, label, mode, instance_params(args, mode), params, decoder_path(args)
+            )
             for label in planes.labels
         ]
         task_function = instance_task
@@ -198,38 +194,6 @@ def run_everything(args) -> int:
     )
     print(f"wrote {written} ({len(rows)} objects) and {table}")
     return 0
-
-
-def resolve_cli_mode(args) -> str:
-    """``--mode``, with ``auto`` decided before the model loads: ais for a micro-sam model
-    with an instance decoder (registry name, checkpoint with ``decoder_state``, or
-    ``--decoder``), grid otherwise. An explicit ais/apg is checked where the model loads."""
-    if args.mode != "auto":
-        return args.mode
-    if args.decoder is not None:
-        return "ais"
-    if args.checkpoint is not None:
-        from ..core.models.checkpoint import load_decoder_state
-
-        return "ais" if load_decoder_state(args.checkpoint) is not None else "grid"
-    from ..core.workflows.instances.checkpoint import DECODER_MODELS
-
-    return "ais" if args.model in DECODER_MODELS else "grid"
-
-
-def instance_params(args, mode: str) -> tuple:
-    """The given ais/apg flags that ``mode``'s parameters have, as (name, value) pairs."""
-    from dataclasses import fields
-
-    from ..core.workflows.instances import APGParams, WatershedParams
-
-    known = {f.name for f in fields(WatershedParams if mode == "ais" else APGParams)}
-    given = {dest: getattr(args, dest) for _f, dest, _k, _h in INSTANCE_PARAMETERS}
-    return tuple((k, v) for k, v in given.items() if v is not None and k in known)
-
-
-def _decoder(args) -> str | None:  # absolute: workers may run elsewhere
-    return str(args.decoder.expanduser().absolute()) if args.decoder is not None else None
 
 
 def _everything_here(args, recipe, task):

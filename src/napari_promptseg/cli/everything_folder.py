@@ -33,6 +33,7 @@ def run_everything_folder(args, params, mode: str = "grid") -> int:
     from ..core.workflows.distributed.sources import ImageSource
     from ..core.workflows.distributed.tasks import EverythingImageTask, everything_image_task
     from .common import image_conversion, input_files
+    from .everything_modes import decoder_path, instance_params
     from .scale import open_store, recipe_from_args, run_tasks
 
     folder: Path = args.output
@@ -61,10 +62,8 @@ def run_everything_folder(args, params, mode: str = "grid") -> int:
         if mode == "grid":
             tasks.append(EverythingImageTask(source, params))
         else:
-            from .everything import _decoder, instance_params
-
             task = InstanceImageTask(
-                source, mode, instance_params(args, mode), params, _decoder(args)
+                source, mode, instance_params(args, mode), params, decoder_path(args)
             )
             tasks.append(task)
         targets[source.path] = folder / name

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ...errors import Cancelled, ModelError
+from ...errors import ModelError
 from ...models.architectures import infer_model_type
 from ...models.my_models import entry_path, my_models_dir
 from ...sam.embedding import ImageEmbedding
@@ -49,7 +49,7 @@ from .embeddings import embed_all, trainable_input
 from .instance_targets import distance_loss, distance_targets
 from .output import SavedModel, _previous_file, check_model_name, save_finetuned
 from .settings import FinetuneError
-from .trainer import FinetuneResult, _data_summary, _lr_factor
+from .trainer import FinetuneResult, _data_summary, _lr_factor, run_training
 
 #: What ``promptseg finetune --target`` trains: SAM's mask decoder (prompted segmentation)
 #: or micro-sam's instance decoder (AIS / APG).
@@ -176,16 +176,8 @@ def train_instance_decoder(
     steps = iter_train_instance_decoder(
         segmenter, planes, settings, base_checkpoint=base_checkpoint
     )
-    try:
-        while True:
-            report = next(steps)
-            if progress is not None:
-                progress(report)
-            if should_cancel is not None and should_cancel():
-                steps.close()
-                raise Cancelled("training cancelled; nothing was written.")
-    except StopIteration as finished:
-        return finished.value
+    result: InstanceTrainingResult = run_training(steps, progress, should_cancel, "training")
+    return result
 
 
 def iter_train_instance_decoder(

@@ -94,6 +94,17 @@ def finetune(
         ``should_cancel()`` returned True (polled after every step); nothing was changed.
     """
     steps = iter_finetune(segmenter, planes, settings, model_type=model_type)
+    return run_training(steps, progress, should_cancel, "finetuning")
+
+
+def run_training(
+    steps: Generator[Any, None, Any],
+    progress: Callable[[Any], None] | None,
+    should_cancel: Callable[[], bool] | None,
+    what: str,
+) -> Any:
+    """Drive a training generator to its end, reporting each step; ``Cancelled`` (the
+    generator closed, nothing written) when ``should_cancel()`` answers True."""
     try:
         while True:
             report = next(steps)
@@ -101,7 +112,7 @@ def finetune(
                 progress(report)
             if should_cancel is not None and should_cancel():
                 steps.close()
-                raise Cancelled("finetuning cancelled; nothing was written.")
+                raise Cancelled(f"{what} cancelled; nothing was written.")
     except StopIteration as finished:
         return finished.value
 
