@@ -148,6 +148,10 @@ def test_ais_mode_is_the_default_with_a_decoder_and_adds_objects(viewer, qtbot, 
     modes = [panel.mode_box.itemData(i) for i in range(panel.mode_box.count())]
     assert modes == ["ais", "apg", "grid"] and panel.mode == "ais"
     assert not panel.center_threshold.isHidden() and panel.points_per_side.isHidden()
+    assert panel.min_size.value() == 0  # micro-sam's AIS default; APG's is 25
+    panel.set_mode("apg")
+    assert panel.min_size.value() == 25
+    panel.set_mode("ais")
 
     add_point_and_wait(qtbot, widget, (80, 120))
     widget.commit_button.click()

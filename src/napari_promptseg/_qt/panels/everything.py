@@ -170,6 +170,9 @@ class EverythingPanel(QWidget):
 
     def _show_mode_rows(self, *_args) -> None:
         grid = self.mode == GRID
+        if not grid:  # micro-sam's own default per mode (AIS keeps every object, APG >= 25 px)
+            defaults = WatershedParams() if self.mode == AIS else APGParams()
+            self.min_size.setValue(defaults.min_size)
         for rows, shown in ((self._grid_rows, grid), (self._ais_rows, not grid)):
             for _title, box in rows:
                 box.setVisible(shown)  # (QFormLayout.setRowVisible needs Qt 6.4)
