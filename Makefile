@@ -2,7 +2,7 @@
 #
 #   make venv    create .venv (if missing) and install the package with its [all,test,sam2] extras
 #   make test    the architecture checks (make check), then the whole test suite under Xvfb
-#   make run     open napari with the synthetic sample image and the widget docked
+#   make run     open napari with the synthetic sample image, the widget and the demo model
 #   make run-cli segment the sample image from a points file with the CLI (no GUI)
 #   make lint    ruff check + ruff format --check + make check
 #   make check   import-linter contracts (docs/architecture.md) and mypy on the engine
@@ -30,15 +30,17 @@ XVFB_RUN = xvfb-run -a -s "$(XVFB_SCREEN)"
 # ---- `make run` / `make run-cli` ---------------------------------------------------------
 # Both write the synthetic sample image (and one point prompt per cell) into out/ first.
 # `make run` opens napari with the image and the widget docked; `make run-cli` segments the
-# sample from the points file without a GUI. Both use the default SAM model (vit_b): it is
-# downloaded on first use when you press "Load model" / run the CLI. Pass e.g.
-# RUN_ARGS='--checkpoint my_sam.pth' to use a local checkpoint instead.
+# sample from the points file without a GUI. Both use the demo model, which comes with the
+# package (no download, works offline): AIS in the Automatic tab, clicks pick its objects.
+# RUN_MODEL=vit_b for SAM (downloaded on first use); RUN_ARGS='--checkpoint my_sam.pth'
+# (it takes precedence over the model) for a local checkpoint.
 SAMPLE_IMAGE = out/sample_cells.tif
 SAMPLE_POINTS = out/sample_cells_points.csv
+RUN_MODEL ?= demo
 RUN_ARGS ?=
-RUN_CMD ?= $(VENV)/bin/promptseg gui $(SAMPLE_IMAGE) $(RUN_ARGS)
+RUN_CMD ?= $(VENV)/bin/promptseg gui $(SAMPLE_IMAGE) --model $(RUN_MODEL) $(RUN_ARGS)
 RUN_CLI_CMD ?= $(VENV)/bin/promptseg segment $(SAMPLE_IMAGE) --points $(SAMPLE_POINTS) \
-	-o out/sample_cells_labels.tif $(RUN_ARGS)
+	--model $(RUN_MODEL) -o out/sample_cells_labels.tif $(RUN_ARGS)
 # -----------------------------------------------------------------------------------------
 
 CHECK_XVFB = command -v xvfb-run >/dev/null 2>&1 || { \

@@ -9,7 +9,8 @@ the seeded random vit_t checkpoint in micro-sam's format that the fidelity tests
 first, in its own venv (benchmarks/peers/setup_microsam.sh; this file is its driver with
 ``--microsam-driver``), then ours in this process. Printed: seconds per stage (embedding,
 decoder pass, watershed, APG), the ratios ours / micro-sam, whether the label images are
-identical, and our grid mode ("everything") on the same cached embedding for comparison.
+identical, our grid mode ("everything") on the same cached embedding for comparison, and
+the shipped demo model's AIS on the same image (its small decoder: the "AIS in seconds" row).
 """
 
 from __future__ import annotations
@@ -117,6 +118,27 @@ def run_ours(checkpoint: Path, size: int, grid: bool) -> tuple[dict, dict]:
     return seconds, {"ais": ais_labels, "apg": apg_labels}
 
 
+def run_demo(size: int) -> dict:
+    """The shipped demo model's AIS on the same image: embedding, decoder pass, watershed."""
+    from napari_promptseg.core.workflows.instances import InstanceSegmenter, segment_maps
+
+    inst = InstanceSegmenter.load("demo", device="cpu", offline=True, progress=False)
+    rgb = microsam_rgb(inputs(size))
+    seconds = {}
+    start = time.perf_counter()
+    embedding = inst.segmenter.embed(rgb)
+    seconds["embedding"] = time.perf_counter() - start
+    start = time.perf_counter()
+    maps = inst.maps(embedding)
+    seconds["decoder"] = time.perf_counter() - start
+    start = time.perf_counter()
+    labels = segment_maps(maps)
+    seconds["watershed"] = time.perf_counter() - start
+    seconds["ais"] = seconds["embedding"] + seconds["decoder"] + seconds["watershed"]
+    seconds["objects"] = float(len(np.unique(labels)) - 1)
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
@@ -149,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         elif not args.no_microsam:
             print(f"micro-sam's venv not found ({MICROSAM_PY}): ours only")
         ours, our_labels = run_ours(checkpoint, args.size, not args.no_grid)
+        demo = run_demo(args.size)
 
     print(f"{'stage':<24}{'ours s':>9}{'micro-sam s':>13}{'ratio':>8}")
     for key in ("embedding", "decoder", "watershed", "ais", "apg_prompts", "apg"):
@@ -164,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{'grid mode, cached emb.':<24}{ours['grid_cached_embedding']:>9.2f}"
             f"   ({int(ours['grid_objects'])} objects; AIS {len(np.unique(our_labels['ais'])) - 1})"
         )
+    base = peer["ais"] if peer else ours["ais"]
+    print(
+        f"{'demo model AIS':<24}{demo['ais']:>9.2f}   ({int(demo['objects'])} objects; "
+        f"embedding {demo['embedding']:.2f} + decoder {demo['decoder']:.2f} + watershed "
+        f"{demo['watershed']:.2f}; {demo['ais'] / base:.2f}x "
+        f"{'micro-sam' if peer else 'our'} vit_t AIS)"
+    )
     if peer:
         for key in ("ais", "apg"):
             same = np.array_equal(

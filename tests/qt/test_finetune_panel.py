@@ -90,3 +90,36 @@ def test_too_few_objects_says_the_minimum(viewer, qtbot):
     assert not panel.running
     assert "at least 10 annotated objects" in panel.status_label.text()
     assert "found 1" in panel.status_label.text()
+
+
+def test_instance_decoder_target_gives_a_model_with_ais(viewer, qtbot, monkeypatch):
+    from napari_promptseg._qt.panels.everything import EverythingPanel
+    from napari_promptseg._qt.panels.finetune import INSTANCE_DECODER
+    from napari_promptseg.core.models.checkpoint import has_decoder_state
+    from napari_promptseg.core.workflows.finetune.instance_training import (
+        InstanceTrainingSettings,
+    )
+
+    widget, base, _ = _annotated_session(viewer, qtbot)
+    panel = _panel(widget)
+    panel.name.setText("tiny-ais")
+    panel.mode.setCurrentIndex(panel.mode.findData(INSTANCE_DECODER))
+    # micro-sam's width (64) takes seconds per step on a CPU: a narrow decoder for the test
+    monkeypatch.setattr(
+        panel,
+        "instance_settings",
+        lambda: InstanceTrainingSettings(max_steps=2, eval_every=1, initial_features=4),
+    )
+    calls = base.encoder_calls
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: not panel.running, timeout=8 * WAIT_MS)
+    assert panel.saved is not None, panel.status_label.text()
+    assert base.encoder_calls == calls  # the session's cached embedding, encoder frozen
+    assert "AIS mean IoU" in panel.status_label.text() and "F1@0.5" in panel.status_label.text()
+    (model,) = read_my_models()
+    assert model.name == "tiny-ais" and has_decoder_state(model.path)
+    assert model.metadata["target"] == "instance-decoder"
+    assert widget.session.segmenter.name == "tiny-ais"
+    everything = next(p for p in widget.panels if isinstance(p, EverythingPanel))
+    qtbot.waitUntil(lambda: everything.mode_box.findData("ais") >= 0, timeout=WAIT_MS)
+    assert everything.mode == "ais"  # the new decoder is offered, and chosen

@@ -190,6 +190,7 @@ class SegmentationSession(QObject):
     ) -> None:
         """Load a model in the background; the current one stays usable until it arrives."""
         from ..core.models.loading import load_model
+        from ..core.workflows.instances.clicks import use_instance_clicks
 
         label = str(checkpoint) if checkpoint else (name or "vit_b")
         cache = self.cache
@@ -202,7 +203,9 @@ class SegmentationSession(QObject):
                 device=device,
                 progress=lambda done, total: self._download.emit(int(done), int(total or 0)),
             )
-            return PromptSegmenter.from_model(model, cache=cache)  # its set-up off the GUI too
+            segmenter = PromptSegmenter.from_model(model, cache=cache)  # set up off the GUI too
+            use_instance_clicks(segmenter)  # the demo model: clicks select its AIS objects
+            return segmenter
 
         self._model_slot.start(job, returned=self._on_model_loaded, errored=self._on_model_failed)
         self.status.emit(f"loading model {label}…")

@@ -65,6 +65,9 @@ def load_segmenter(args, **kwargs):
         offline=args.offline,
         **kwargs,
     )
+    from ..core.workflows.instances.clicks import use_instance_clicks
+
+    use_instance_clicks(segmenter)  # the demo model: clicks select its AIS objects
     print(
         f"model {segmenter.name} loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr
     )

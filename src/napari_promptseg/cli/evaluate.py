@@ -225,6 +225,9 @@ def _loader(engine, options, args, store):
             offline=args.offline,
             store=store,
         )
+        from ..core.workflows.instances.clicks import use_instance_clicks
+
+        use_instance_clicks(segmenter)  # the demo model: clicks select its AIS objects
         seconds = time.perf_counter() - started
         print(f"model {segmenter.name} loaded in {seconds:.1f} s", file=sys.stderr)
         return segmenter

@@ -203,6 +203,9 @@ def _everything_here(args, recipe, task):
     loaded = time.perf_counter()
     segmenter = recipe.build()
     print(f"model {segmenter.name} loaded in {time.perf_counter() - loaded:.1f} s", file=sys.stderr)
+    from ..core.workflows.instances.clicks import check_automatic_mode
+
+    check_automatic_mode(segmenter, "grid")
     rgb = task.source.planes().rgb(task.plane)
     result = segment_everything(
         segmenter, rgb, task.params, progress=progress_printer("segment everything")

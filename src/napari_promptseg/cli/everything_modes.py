@@ -32,7 +32,23 @@ def resolve_cli_mode(args) -> str:
         return "ais" if has_decoder_state(args.checkpoint) else "grid"
     from ..core.workflows.instances.checkpoint import DECODER_MODELS
 
-    return "ais" if args.model in DECODER_MODELS else "grid"
+    if args.model in DECODER_MODELS:
+        return "ais"
+    return "ais" if _file_has_decoder(args.model) else "grid"
+
+
+def _file_has_decoder(name: str | None) -> bool:
+    """A registry model whose file is here (the demo, "my models", a cached one) with a
+    ``decoder_state``; read cheaply, nothing downloaded."""
+    from ..core.errors import ModelError
+    from ..core.models.checkpoint import has_decoder_state
+    from ..core.models.registry import DEFAULT_MODEL, checkpoint_path
+
+    try:
+        path = checkpoint_path(name or DEFAULT_MODEL)
+    except ModelError:
+        return False
+    return path.is_file() and has_decoder_state(path)
 
 
 def instance_params(args, mode: str) -> tuple:

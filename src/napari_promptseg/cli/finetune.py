@@ -37,7 +37,13 @@ def register(commands: Any) -> None:
     )
     add_model_arguments(finetune)
     group = finetune.add_argument_group("training (defaults suit a session of ~100 objects)")
-    group.add_argument("--mode", choices=("decoder", "full"), default="decoder")
+    group.add_argument(
+        "--mode",
+        choices=("decoder", "full"),
+        default="decoder",
+        help="decoder: the encoder frozen (its embeddings cached); full: the image encoder "
+        "trains too (small models on a CPU, e.g. demo; SAM-sized ones need a GPU)",
+    )
     group.add_argument(
         "--target",
         choices=("mask-decoder", "instance-decoder"),
@@ -141,6 +147,7 @@ def _run_instance_decoder(args: argparse.Namespace) -> int:
         max_steps=args.steps,
         learning_rate=args.lr or 1e-3,
         initial_features=args.initial_features,
+        train_encoder=args.mode == "full",  # small encoders on a CPU, any on a GPU
         validation_fraction=args.validation,
         eval_every=args.eval_every,
         patience=args.patience,
@@ -153,7 +160,9 @@ def _run_instance_decoder(args: argparse.Namespace) -> int:
     count = check_enough(planes, settings.min_objects)
     print(f"{count} objects on {len(planes)} planes", file=sys.stderr)
     segmenter = load_segmenter(args, store=EmbeddingStore())
-    base = getattr(args, "checkpoint", None)
+    # the base's own decoder is the starting point: a --checkpoint file, or the registry
+    # model's file (the demo's, a micro-sam model's)
+    base = getattr(args, "checkpoint", None) or segmenter.checkpoint
     steps = iter_train_instance_decoder(segmenter, planes, settings, base_checkpoint=base)
     started = time.perf_counter()
     try:

@@ -129,7 +129,11 @@ def test_model_menu_groups_families_with_size_and_speed(monkeypatch):
     speed.record_embed_seconds("vit_t", "cpu", 1.234)
     monkeypatch.setattr(families, "is_installed", lambda family: family.name != "sam2.1")
     menu = dict(model_menu())
-    assert list(menu) == ["SAM", "MobileSAM", "SAM 2.1", "micro-sam microscopy models"]
+    assert list(menu) == [
+        "Demo (offline)", "SAM", "MobileSAM", "SAM 2.1", "micro-sam microscopy models"
+    ]  # fmt: skip
+    (demo,) = menu["Demo (offline)"]
+    assert demo.name == "demo" and demo.available and "available offline" in demo.tooltip
     (vit_t,) = menu["MobileSAM"]
     assert vit_t.text == "vit_t  ·  39 MiB  ·  ≈ 1.2 s / image here (cpu)"
     assert {e.name for e in menu["micro-sam microscopy models"]} >= {"vit_t_lm", "vit_b_lm"}

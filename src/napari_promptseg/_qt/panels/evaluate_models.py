@@ -54,9 +54,13 @@ class ModelChoice:
         checkpoint = self.value if self.kind == CHECKPOINT else None
 
         def load() -> PromptSegmenter:
-            return PromptSegmenter.load(
+            from ...core.workflows.instances.clicks import use_instance_clicks
+
+            segmenter = PromptSegmenter.load(
                 name, checkpoint=checkpoint, progress=False, offline=True, store=store
             )
+            use_instance_clicks(segmenter)  # the demo model: clicks select its AIS objects
+            return segmenter
 
         return load
 

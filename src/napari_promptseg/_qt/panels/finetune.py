@@ -4,8 +4,10 @@
 (:func:`..._napari.finetune_data.training_planes`) and runs
 :func:`core.workflows.finetune.iter_finetune` in a background worker at low priority: the
 prompt encoder and mask decoder train on the embeddings the session already computed
-(mode "decoder"), or every weight ("full", for a GPU). Progress shows the training loss and
-the held-out validation loss and mIoU@1; Cancel stops at the next step and writes nothing.
+(mode "decoder"), or every weight ("full", for a GPU), or micro-sam's instance decoder (AIS,
+:mod:`core.workflows.finetune.instance_training`, saved in micro-sam's format). Progress
+shows the training loss and the held-out figures (mIoU@1; for the instance decoder AIS's
+mean matched IoU and F1); Cancel stops at the next step and writes nothing.
 When training ends the model is saved into "my models" and loaded through the normal
 loader, and the session switches to it: the model list shows it selected, and clicks decode
 with it. Training never touches the layers.
@@ -40,10 +42,22 @@ from ...core.workflows.finetune import (
     save_finetuned,
 )
 from ...core.workflows.finetune.data import check_enough
+from ...core.workflows.finetune.instance_training import (
+    InstanceTrainingSettings,
+    iter_train_instance_decoder,
+    save_instance_decoder,
+)
+from ...core.workflows.finetune.instance_validation import InstanceFigures
+from ...core.workflows.instances.clicks import use_instance_clicks
 from ..workers import WorkerSlot
 from .registry import disconnect, say
 
-MODES = {"decoder": "prompt encoder + mask decoder", "full": "every weight (GPU)"}
+INSTANCE_DECODER = "instance-decoder"
+MODES = {
+    "decoder": "prompt encoder + mask decoder",
+    "full": "every weight (GPU)",
+    INSTANCE_DECODER: "instance decoder (AIS)",
+}
 
 
 class FinetunePanel(QWidget):
@@ -61,7 +75,9 @@ class FinetunePanel(QWidget):
             self.mode.addItem(text, key)
         self.mode.setToolTip(
             "decoder: trains on the embeddings already computed, minutes on a CPU; "
-            "every weight: the image encoder too, needs a GPU for SAM-sized models"
+            "every weight: the image encoder too, needs a GPU for SAM-sized models; "
+            "instance decoder: micro-sam's AIS head (foreground, centres, boundaries) on the "
+            "embeddings, saved in micro-sam's format"
         )
         self.steps = QSpinBox()
         self.steps.setRange(1, 100_000)
@@ -112,6 +128,9 @@ class FinetunePanel(QWidget):
             mode=self.mode.currentData(), max_steps=self.steps.value(), seed=self.seed.value()
         )
 
+    def instance_settings(self) -> InstanceTrainingSettings:
+        return InstanceTrainingSettings(max_steps=self.steps.value(), seed=self.seed.value())
+
     # -- run ------------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -124,7 +143,8 @@ class FinetunePanel(QWidget):
             if segmenter is None:
                 raise PromptSegError("load a model to finetune first.")
             name = check_model_name(self.name.text().strip())
-            settings = self.settings()
+            instance = self.mode.currentData() == INSTANCE_DECODER
+            settings = self.instance_settings() if instance else self.settings()
             planes = training_planes(session.image_layer, session.labels_layer)
             count = check_enough(planes, settings.min_objects)
         except PromptSegError as error:
@@ -132,10 +152,19 @@ class FinetunePanel(QWidget):
             return
 
         def job():
-            result = yield from iter_finetune(segmenter, planes, settings)
-            saved = save_finetuned(result, name)
+            if instance:  # from the model's own decoder when its file has one
+                steps = iter_train_instance_decoder(
+                    segmenter, planes, settings, base_checkpoint=segmenter.checkpoint
+                )
+                result = yield from steps
+                saved = save_instance_decoder(result, name)
+            else:
+                result = yield from iter_finetune(segmenter, planes, settings)
+                saved = save_finetuned(result, name)
             model = load_model(saved.name, device=segmenter.device, progress=False)
-            return saved, result, PromptSegmenter.from_model(model, store=segmenter.store)
+            trained = PromptSegmenter.from_model(model, store=segmenter.store)
+            use_instance_clicks(trained)  # a finetuned demo keeps its clicks
+            return saved, result, trained
 
         self.saved = None
         self.progress_bar.setRange(0, settings.max_steps)
@@ -176,8 +205,10 @@ class FinetunePanel(QWidget):
         parts = [f"step {progress.done} / {progress.total}"]
         if progress.loss is not None:
             parts.append(f"loss {progress.loss:.3f}")
-        if progress.validation is not None:
-            v = progress.validation
+        v = progress.validation
+        if isinstance(v, InstanceFigures):
+            parts.append(f"val loss {v.loss:.3f}, AIS IoU {v.mean_iou:.2f}, F1 {v.f1:.2f}")
+        elif v is not None:
             parts.append(f"val loss {v.loss:.3f}, val mIoU@1 {v.miou_at_1:.2f}")
         self.figures_label.setText("  ·  ".join(parts))
         if progress.stage == "validation":
@@ -190,11 +221,17 @@ class FinetunePanel(QWidget):
         self.saved = saved
         before, after = result.before, result.after
         self.session.set_segmenter(segmenter)  # the model list selects it (model_changed)
+        if "f1" in after:  # an instance decoder: AIS on the held-out objects
+            figures = (
+                f"AIS mean IoU {before['mean_iou']:.2f} → {after['mean_iou']:.2f}, "
+                f"F1@0.5 {before['f1']:.2f} → {after['f1']:.2f}"
+            )
+        else:
+            figures = f"mIoU@1 {before['miou_at_1']:.2f} → {after['miou_at_1']:.2f}"
         say(
             self.session,
             self.status_label,
-            f"model {saved.name!r} saved and in use: validation mIoU@1 "
-            f"{before['miou_at_1']:.2f} → {after['miou_at_1']:.2f} "
+            f"model {saved.name!r} saved and in use: validation {figures} "
             f"({result.metadata['steps']} steps, {result.metadata['stop_reason']})",
         )
 

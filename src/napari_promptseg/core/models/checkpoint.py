@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelError
+from .my_models import METADATA_KEY
 
 # wrappers that training code puts around a SAM state dict, most specific first:
 # torch_em / micro-sam ("model_state", next to "decoder_state", "optimizer_state"...),
@@ -131,3 +132,15 @@ def has_decoder_state(path: str | os.PathLike) -> bool:
     except Exception:  # not a zip checkpoint, unreadable...: loading says why, not this
         return False
     return isinstance(obj, Mapping) and isinstance(obj.get("decoder_state"), Mapping)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The metadata our training writes beside the weights (``METADATA_KEY``), read cheaply
+    (memory-mapped, as :func:`has_decoder_state`); None when the file has none or is not
+    readable (loading the weights reports that)."""
+    try:
+        obj = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip checkpoint, unreadable...: loading says why, not this
+        return None
+    metadata = obj.get(METADATA_KEY) if isinstance(obj, Mapping) else None
+    return dict(metadata) if isinstance(metadata, Mapping) else None

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from . import families
 from .families import FAMILIES, SAM2_1, family_of
-from .registry import MICROSAM_GROUP, list_models
+from .registry import DEMO_GROUP, MICROSAM_GROUP, list_models
 
-GROUP_ORDER = ("SAM", "MobileSAM", "SAM 2.1", MICROSAM_GROUP)
+GROUP_ORDER = (DEMO_GROUP, "SAM", "MobileSAM", "SAM 2.1", MICROSAM_GROUP)
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,10 @@ def model_menu() -> list[tuple[str, list[MenuEntry]]]:
         else:
             state = f"needs {family.package}"
         size = row["size_text"] if row["size"] else "size unknown"
-        cached = "downloaded" if row["cached"] else "not downloaded yet"
+        if row["shipped"]:
+            cached = "available offline" if row["cached"] else "its file is missing"
+        else:
+            cached = "downloaded" if row["cached"] else "not downloaded yet"
         entry = MenuEntry(
             name=row["name"],
             group=row["group"],

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import ModelError
 from . import download
 from .architectures import BUILDERS
+from .demo import DEMO_MODEL_TYPE
 from .download import HASH_ALGORITHMS, ByteProgress
 from .families import family_of
 from .my_models import read_my_models
@@ -233,6 +234,29 @@ for _spec in (
     register_model(_spec)
 del _spec
 
+#: The demo model ships inside the package: no download, works offline (scripts/train_demo.py).
+DEMO_MODEL = "demo"
+DEMO_GROUP = "Demo (offline)"
+DEMO_FOLDER = Path(__file__).parent / "weights"
+register_model(
+    ModelSpec(
+        name=DEMO_MODEL,
+        model_type=DEMO_MODEL_TYPE,
+        url="",
+        hash="sha256:75952a94804b7f0b3210d3e36d269e02d315bc10d44f460705dae2b7930198ff",
+        filename="demo.pt",
+        size_bytes=3_090_527,
+        description=(
+            "demo: a small model trained here from scratch on synthetic nuclei and cells; "
+            "automatic instance segmentation (AIS), and clicks that pick its objects. "
+            "Works offline; not a substitute for SAM on real images"
+        ),
+        source="napari-promptseg (BSD-3-Clause), made by scripts/train_demo.py (seed 0)",
+        group=DEMO_GROUP,
+        folder=DEMO_FOLDER,
+    )
+)
+
 DEFAULT_MODEL = "vit_b"
 MY_MODELS_GROUP = "my models"
 
@@ -362,4 +386,6 @@ def _human_size(size: int | None) -> str:
         return "unknown"
     if size >= 1 << 30:
         return f"{size / (1 << 30):.1f} GiB"
+    if size < 10 << 20:
+        return f"{size / (1 << 20):.1f} MiB"
     return f"{size / (1 << 20):.0f} MiB"

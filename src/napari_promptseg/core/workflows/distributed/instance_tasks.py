@@ -25,6 +25,7 @@ from ...labels import object_row
 from ...sam.engine import PromptSegmenter
 from ..everything.params import EverythingParams
 from ..instances import APGParams, InstanceSegmenter, WatershedParams
+from ..instances.clicks import check_automatic_mode
 from ..stack import PlaneLabel
 from .sources import ImageSource
 from .tasks import EverythingTask, ImageObjects, PlaneObjects, everything_task
@@ -98,6 +99,7 @@ def resolve_mode(segmenter: PromptSegmenter, mode: str, decoder: str | None = No
 def instance_task(segmenter: PromptSegmenter, task: InstanceTask) -> PlaneObjects:
     """Segment the task's plane automatically (module level: Dask pickles it by name)."""
     mode = resolve_mode(segmenter, task.mode, task.decoder)
+    check_automatic_mode(segmenter, mode)
     if mode == "grid":
         result = everything_task(segmenter, EverythingTask(task.source, task.plane, task.grid))
         for row in result.rows:

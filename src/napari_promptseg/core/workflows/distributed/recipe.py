@@ -85,6 +85,7 @@ class ModelRecipe:
             machine), or the model cannot be loaded.
         """
         from ...models.loading import load_model
+        from ..instances.clicks import use_instance_clicks
 
         threads = self.torch_threads or int(os.environ.get(THREADS_ENV, "0") or 0)
         if threads > 0:
@@ -104,9 +105,11 @@ class ModelRecipe:
             raise type(error)(f"on {_host()}: {error}") from None
         if self.adapt is not None:
             model.sam = self.adapt(model.sam)
-        return PromptSegmenter.from_model(
+        segmenter = PromptSegmenter.from_model(
             model, cache=EmbeddingCache(max_bytes=self.cache_bytes), store=self.store
         )
+        use_instance_clicks(segmenter)  # the demo model: clicks select its AIS objects
+        return segmenter
 
 
 _SEGMENTERS: dict[str, PromptSegmenter] = {}

@@ -14,6 +14,10 @@ In the order a finetune runs:
   stopping, seed;
 * :mod:`.output` — the checkpoint and its entry in "my models";
 * :mod:`.synthetic` — synthetic fluorescence nuclei and cells (the demo model's data).
+
+The instance decoder (micro-sam's AIS head) trains by its own loop:
+:mod:`.instance_targets` (torch_em's distance targets and loss), :mod:`.instance_training`
+(the loop, encoder frozen or trained too), :mod:`.instance_validation` (matched IoU, F1).
 """
 
 from .data import (

@@ -5,9 +5,13 @@
     >>> result = ...                         # the generator's return value
     >>> save_instance_decoder(result, "my_nuclei")   # micro-sam format, in "my models"
 
-The encoder is frozen: each plane is embedded once by the base model (its cache and store,
-as :mod:`.embeddings`), and only the decoder trains, on per-object distance targets with
-micro-sam's loss (:mod:`.instance_targets`). Each plane goes through the decoder on its
+The encoder is frozen by default: each plane is embedded once by the base model (its cache
+and store, as :mod:`.embeddings`), and only the decoder trains, on per-object distance
+targets with micro-sam's loss (:mod:`.instance_targets`). ``train_encoder=True`` trains the
+image encoder with it, end to end (each step encodes its plane): for small encoders trained
+from scratch, as the demo model's (``scripts/train_demo.py``), whose random features alone
+are too poor; refused on a CPU for encoders over
+:data:`.settings.MAX_CPU_ENCODER_PARAMETERS` weights. Each plane goes through the decoder on its
 own (batch of one), exactly the forward of inference: the decoder's BatchNorm normalises
 with the statistics of the embedding at hand (see :mod:`..instances.decoder`), so a batch
 of several planes would train a different function than the one AIS runs.
@@ -23,6 +27,7 @@ so it loads in micro-sam and here (``InstanceSegmenter.load(checkpoint=...)``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import math
 import os
@@ -39,14 +44,16 @@ from scipy import ndimage
 from ...errors import ModelError
 from ...models.architectures import infer_model_type
 from ...models.my_models import entry_path, my_models_dir
-from ...sam.embedding import ImageEmbedding
+from ...sam.embedding import ImageEmbedding, resize_for_sam
 from ...sam.engine import PromptSegmenter
 from ...sam.families import FINETUNE
 from ..instances.ais import predict_maps, segment_maps
+from ..instances.clicks import INSTANCE_PROMPTS, PROMPTS_KEY, InstanceClickDecoder
 from ..instances.decoder import InstanceDecoder
 from .data import TrainingDataError, TrainingPlane, check_enough, split_planes, validation_labels
 from .embeddings import embed_all, trainable_input
 from .instance_targets import distance_loss, distance_targets
+from .instance_validation import InstanceFigures, inside_zone, match_instances
 from .output import SavedModel, _previous_file, check_model_name, save_finetuned
 from .settings import FinetuneError
 from .trainer import FinetuneResult, _data_summary, _lr_factor, run_training
@@ -57,7 +64,6 @@ TARGETS = ("mask-decoder", "instance-decoder")
 INSTANCE_TARGET = "instance-decoder"
 MICRO_SAM_FEATURES = 64  # micro-sam's get_unetr builds decoders of this width only
 HOLDOUT_MARGIN = 3  # px around held-out objects the training loss ignores
-MATCH_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,8 @@ class InstanceTrainingSettings:
     from_base
         Start from the base model's own decoder when it has one (a micro-sam checkpoint);
         otherwise, or when False, from a new randomly initialised decoder.
+    train_encoder
+        Train the image encoder too (module notes); the base model is not changed.
     validation_fraction, eval_every, patience, min_objects, seed, max_seconds
         As in :class:`.settings.FinetuneSettings`; the best validation loss is kept.
     """
@@ -87,6 +95,7 @@ class InstanceTrainingSettings:
     weight_decay: float = 0.01
     initial_features: int = MICRO_SAM_FEATURES
     from_base: bool = True
+    train_encoder: bool = False
     validation_fraction: float = 0.2
     eval_every: int = 25
     patience: int = 4
@@ -120,20 +129,6 @@ class InstanceTrainingSettings:
 
 
 @dataclass(frozen=True)
-class InstanceFigures:
-    """AIS on the held-out objects: loss, mean matched IoU, F1 at IoU 0.5."""
-
-    loss: float
-    mean_iou: float
-    f1: float
-    objects: int
-    predicted: int
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class InstanceProgress:
     """As :class:`.progress.FinetuneProgress`, with :class:`InstanceFigures`."""
 
@@ -157,6 +152,7 @@ class InstanceTrainingResult(FinetuneResult):
 class _Item:
     features: torch.Tensor
     embedding: ImageEmbedding
+    rgb: np.ndarray  # the plane, encoded at each step when the encoder trains
     target: torch.Tensor
     weight: torch.Tensor | None
     truth: np.ndarray  # validation: the annotated objects judged
@@ -213,6 +209,7 @@ def iter_train_instance_decoder(
         raise TrainingDataError("too few annotated objects to hold some out for validation.")
     torch.manual_seed(settings.seed)
     decoder, start = _initial_decoder(segmenter, base_checkpoint, settings)
+    encoder = _trainable_encoder(segmenter) if settings.train_encoder else None
     embeddings: dict[int, ImageEmbedding] = {}
     steps = embed_all(segmenter, [*train_planes, *val_planes])
     try:
@@ -224,17 +221,20 @@ def iter_train_instance_decoder(
     held = {id(p.rgb): p.holdout for p in val_planes if p.holdout}
     train = [_training_item(p, embeddings[id(p)], held.get(id(p.rgb))) for p in train_planes]
     val = [_validation_item(p, embeddings[id(p)]) for p in val_planes]
+    trained = (decoder,) if encoder is None else (decoder, encoder.image_encoder)
 
     yield InstanceProgress("validation", 0, settings.max_steps)
-    before = best = _validate(decoder, val)
-    best_state = copy.deepcopy(decoder.state_dict())
+    before = best = _validate(decoder, val, encoder)
+    best_state = [copy.deepcopy(m.state_dict()) for m in trained]
     best_step, waited, step = 0, 0, 0
     history = [_entry(0, time.perf_counter() - started, math.nan, before)]
     yield InstanceProgress("validated", 0, settings.max_steps, validation=before, best=best)
 
-    decoder.train()
-    decoder.to(memory_format=torch.channels_last)  # same maps; half the backward time on a CPU
-    params = [p for p in decoder.parameters() if p.requires_grad]
+    for module in trained:
+        module.train()
+    # not channels_last: faster on a CPU, but torch 2.14's CPU backward then gives wrong
+    # gradients for this decoder (the same maps, gradients off by ~100 %: nothing learns)
+    params = [p for m in trained for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
@@ -245,7 +245,7 @@ def iter_train_instance_decoder(
     stop_reason = "max_steps"
     for step in range(1, settings.max_steps + 1):
         item = train[int(rng.integers(len(train)))]
-        loss = _loss(decoder, item)
+        loss = _loss(decoder, item, encoder)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -261,13 +261,15 @@ def iter_train_instance_decoder(
         if step % settings.eval_every and step != settings.max_steps and not out_of_time:
             continue
         yield InstanceProgress("validation", step, settings.max_steps, mean_loss, latest, best)
-        latest = _validate(decoder, val)
-        decoder.train()
+        latest = _validate(decoder, val, encoder)
+        for module in trained:
+            module.train()
         history.append(_entry(step, time.perf_counter() - started, mean_loss, latest))
         running = []
         waited = 0 if latest.loss < best.loss * 0.99 else waited + 1
         if latest.loss < best.loss:
-            best, best_state, best_step = latest, copy.deepcopy(decoder.state_dict()), step
+            best, best_step = latest, step
+            best_state = [copy.deepcopy(m.state_dict()) for m in trained]
         yield InstanceProgress("validated", step, settings.max_steps, None, latest, best)
         if waited > settings.patience:
             stop_reason = "early stopping"
@@ -276,16 +278,17 @@ def iter_train_instance_decoder(
             stop_reason = "time limit"
             break
 
-    decoder.load_state_dict(best_state)
-    decoder.eval()
-    for parameter in decoder.parameters():
-        parameter.requires_grad_(False)
+    for module, state in zip(trained, best_state, strict=True):
+        module.load_state_dict(state)
+        module.eval()
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
     metadata = {
         "base_model": segmenter.name,
         "base_model_id": segmenter.model_id,
         "family": segmenter.family,
         "model_type": infer_model_type(segmenter.sam.state_dict()) or "custom",
-        "mode": "decoder",
+        "mode": "decoder" if encoder is None else "full",
         "target": INSTANCE_TARGET,
         "trained": f"instance decoder (UNETR, {start})",
         "initial_features": int(decoder.out_conv.weight.shape[1]),
@@ -299,8 +302,10 @@ def iter_train_instance_decoder(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": str(next(decoder.parameters()).device),
     }
+    if isinstance(segmenter.decoder, InstanceClickDecoder):  # a demo's clicks stay AIS picks
+        metadata[PROMPTS_KEY] = INSTANCE_PROMPTS
     return InstanceTrainingResult(
-        sam=segmenter.sam,
+        sam=segmenter.sam if encoder is None else encoder,
         metadata=metadata,
         history=history,
         decoder=decoder,
@@ -378,6 +383,23 @@ class _ModelView:
         raise AttributeError(name)
 
 
+def _trainable_encoder(segmenter: PromptSegmenter) -> Any:
+    """A copy of the engine's SAM whose image encoder trains (the engine's model, and the
+    embeddings it cached, stay as they are)."""
+    from .settings import MAX_CPU_ENCODER_PARAMETERS
+
+    size = sum(p.numel() for p in segmenter.sam.image_encoder.parameters())
+    if segmenter.device.type == "cpu" and size > MAX_CPU_ENCODER_PARAMETERS:
+        raise FinetuneError(
+            f"training the image encoder of {segmenter.name} ({size / 1e6:.0f} M weights) "
+            "needs a GPU; on a CPU train the instance decoder alone (the default)."
+        )
+    sam = copy.deepcopy(segmenter.sam)
+    for parameter in sam.image_encoder.parameters():
+        parameter.requires_grad_(True)
+    return sam
+
+
 def _training_item(
     plane: TrainingPlane, embedding: ImageEmbedding, holdout: frozenset[int] | None
 ) -> _Item:
@@ -386,8 +408,8 @@ def _training_item(
     if holdout:  # the validation objects of this plane: neither object nor background
         zone = _zone(plane.labels, holdout)
         weight = torch.from_numpy((~zone).astype(np.float32))[None, None]
-    features = trainable_input(embedding).contiguous(memory_format=torch.channels_last)
-    return _Item(features, embedding, target, weight, plane.labels, None)
+    features = trainable_input(embedding)
+    return _Item(features, embedding, plane.rgb, target, weight, plane.labels, None)
 
 
 def _validation_item(plane: TrainingPlane, embedding: ImageEmbedding) -> _Item:
@@ -395,7 +417,7 @@ def _validation_item(plane: TrainingPlane, embedding: ImageEmbedding) -> _Item:
     truth = validation_labels(plane)
     zone = _zone(plane.labels, plane.holdout) if plane.holdout else None
     weight = None if zone is None else torch.from_numpy(zone.astype(np.float32))[None, None]
-    return _Item(trainable_input(embedding), embedding, target, weight, truth, zone)
+    return _Item(trainable_input(embedding), embedding, plane.rgb, target, weight, truth, zone)
 
 
 def _zone(labels: np.ndarray, ids: frozenset[int]) -> np.ndarray:
@@ -403,22 +425,37 @@ def _zone(labels: np.ndarray, ids: frozenset[int]) -> np.ndarray:
     return np.asarray(ndimage.binary_dilation(mask, iterations=HOLDOUT_MARGIN))
 
 
-def _loss(decoder: InstanceDecoder, item: _Item) -> torch.Tensor:
+def _features(item: _Item, encoder: Any) -> torch.Tensor:
+    if encoder is None:
+        return item.features
+    pixels, _ = resize_for_sam(encoder, item.rgb)
+    return encoder.image_encoder(pixels)
+
+
+def _loss(decoder: InstanceDecoder, item: _Item, encoder: Any = None) -> torch.Tensor:
     embedding = item.embedding
-    out = decoder(item.features, tuple(embedding.input_size), tuple(embedding.original_size))
+    features = _features(item, encoder)
+    out = decoder(features, tuple(embedding.input_size), tuple(embedding.original_size))
     return distance_loss(out, item.target, item.weight)
 
 
-def _validate(decoder: InstanceDecoder, items: Sequence[_Item]) -> InstanceFigures:
+def _validate(
+    decoder: InstanceDecoder, items: Sequence[_Item], encoder: Any = None
+) -> InstanceFigures:
     decoder.eval()
+    if encoder is not None:
+        encoder.image_encoder.eval()
     losses, ious = [], []
     tp = n_true = n_pred = 0
     with torch.no_grad():
         for item in items:
-            losses.append(float(_loss(decoder, item)))
-            predicted = segment_maps(predict_maps(decoder, item.embedding))
+            losses.append(float(_loss(decoder, item, encoder)))
+            embedding = item.embedding
+            if encoder is not None:  # the embedding of the encoder as it is now
+                embedding = dataclasses.replace(embedding, features=_features(item, encoder))
+            predicted = segment_maps(predict_maps(decoder, embedding))
             if item.zone is not None:
-                predicted = _inside(predicted, item.zone)
+                predicted = inside_zone(predicted, item.zone)
             best, matched, count = match_instances(item.truth, predicted)
             ious += best
             tp, n_true, n_pred = tp + matched, n_true + len(best), n_pred + count
@@ -430,34 +467,6 @@ def _validate(decoder: InstanceDecoder, items: Sequence[_Item]) -> InstanceFigur
         objects=n_true,
         predicted=n_pred,
     )
-
-
-def _inside(predicted: np.ndarray, zone: np.ndarray) -> np.ndarray:
-    """Predicted objects with most of their pixels in ``zone``; the others erased."""
-    ids, total = np.unique(predicted, return_counts=True)
-    within = np.bincount(predicted[zone].ravel().astype(np.int64), minlength=int(ids.max()) + 1)
-    keep = [int(i) for i, n in zip(ids, total, strict=True) if i and within[int(i)] * 2 > n]
-    return np.where(np.isin(predicted, keep), predicted, 0)
-
-
-def match_instances(truth: np.ndarray, predicted: np.ndarray) -> tuple[list[float], int, int]:
-    """Each annotated object's best IoU with a predicted one, the matches at IoU > 0.5
-    (one-to-one by construction), and the number of predicted objects."""
-    t_ids, t_inv = np.unique(truth, return_inverse=True)
-    p_ids, p_inv = np.unique(predicted, return_inverse=True)
-    t_inv, p_inv = t_inv.ravel(), p_inv.ravel()
-    overlap = np.zeros((len(t_ids), len(p_ids)), np.int64)
-    np.add.at(overlap, (t_inv, p_inv), 1)
-    t_fg, p_fg = t_ids != 0, p_ids != 0
-    overlap = overlap[np.ix_(t_fg, p_fg)]
-    if not overlap.shape[0]:
-        return [], 0, int(overlap.shape[1])
-    sizes_t = np.bincount(t_inv, minlength=len(t_ids))[t_fg][:, None]
-    sizes_p = np.bincount(p_inv, minlength=len(p_ids))[p_fg][None]
-    union = sizes_t + sizes_p - overlap
-    iou = np.where(union > 0, overlap / np.maximum(union, 1), 0.0)
-    best = iou.max(1) if iou.shape[1] else np.zeros(iou.shape[0])
-    return [float(b) for b in best], int((iou > MATCH_IOU).sum()), int(iou.shape[1])
 
 
 def _entry(step: int, seconds: float, train_loss: float, f: InstanceFigures) -> dict[str, float]:

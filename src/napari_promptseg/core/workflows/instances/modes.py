@@ -19,19 +19,23 @@ from ...sam.engine import PromptSegmenter
 from ..everything.crops import FoundMask
 from ..everything.generator import EverythingResult
 from .checkpoint import DECODER_MODELS
+from .clicks import InstanceClickDecoder
 
 #: the panel's and the command's names for the modes, in the order offered
 GRID, AIS, APG = "grid", "ais", "apg"
 
 
 def model_modes(segmenter: PromptSegmenter | None) -> tuple[str, ...]:
-    """("ais", "apg", "grid") for a model with an instance decoder, else ("grid",).
+    """("ais", "apg", "grid") for a model with an instance decoder, else ("grid",); ("ais",)
+    for a model whose clicks pick AIS objects (the demo).
 
     A registry micro-sam model is known to have one; any other checkpoint is asked
     cheaply (:func:`~...models.checkpoint.has_decoder_state`).
     """
     if segmenter is None or segmenter.family == "sam2.1":
         return (GRID,)
+    if isinstance(segmenter.decoder, InstanceClickDecoder):
+        return (AIS,)  # the demo: its SAM mask decoder (grid, APG) is not trained
     known = segmenter.name in DECODER_MODELS
     if known or (segmenter.checkpoint is not None and has_decoder_state(segmenter.checkpoint)):
         return (AIS, APG, GRID)
