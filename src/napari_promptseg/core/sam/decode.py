@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from ..models.architectures import SamModel
 from .embedding import EmbeddingKey, ImageEmbedding
-from .prompts import Prompts, SamPrompts, to_sam_prompts
+from .prompts import Prompts, SamPrompts, is_ambiguous, to_sam_prompts
 
 STABILITY_OFFSET = 1.0  # as SamAutomaticMaskGenerator's stability_score_offset
 
@@ -123,8 +123,7 @@ class SamDecoder:
         """
         sam_prompts = to_sam_prompts(prompts, embedding.original_size)
         if multimask is None:
-            n_points = 0 if sam_prompts.point_coords is None else len(sam_prompts.point_coords)
-            multimask = sam_prompts.box is None and n_points <= 1
+            multimask = is_ambiguous(sam_prompts)
         return self.decode(embedding, sam_prompts, multimask=multimask)
 
     def decode(

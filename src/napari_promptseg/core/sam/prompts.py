@@ -198,6 +198,12 @@ def scribble_points(scribble: Scribble, spacing: float = 16.0, max_points: int =
     return np.stack([rows, cols], axis=1)
 
 
+def is_ambiguous(prompts: SamPrompts) -> bool:
+    """A lone point and no box: three candidate masks are asked for (as SAM's authors advise)."""
+    n_points = 0 if prompts.point_coords is None else len(prompts.point_coords)
+    return prompts.box is None and n_points <= 1
+
+
 def to_sam_prompts(prompts: Prompts, image_shape: tuple[int, int]) -> SamPrompts:
     """Validate ``prompts`` against an image of ``image_shape`` (H, W) and convert to SAM's frame.
 

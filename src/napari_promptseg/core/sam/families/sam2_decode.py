@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from ..decode import STABILITY_OFFSET, DecodeResult
 from ..embedding import ImageEmbedding
-from ..prompts import Prompts, SamPrompts, to_sam_prompts
+from ..prompts import Prompts, SamPrompts, is_ambiguous, to_sam_prompts
 from .base import FamilyError
 
 LOW_RES_CLAMP = 32.0  # SAM2ImagePredictor clamps the low-res logits it returns to ±32
@@ -85,8 +85,7 @@ class Sam2Decoder:
         """As :meth:`SamDecoder.predict <..decode.SamDecoder.predict>`, for SAM 2.1."""
         sam_prompts = to_sam_prompts(prompts, embedding.original_size)
         if multimask is None:
-            n_points = 0 if sam_prompts.point_coords is None else len(sam_prompts.point_coords)
-            multimask = sam_prompts.box is None and n_points <= 1
+            multimask = is_ambiguous(sam_prompts)
         return self.decode(embedding, sam_prompts, multimask=multimask)
 
     def decode(

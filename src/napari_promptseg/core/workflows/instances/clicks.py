@@ -40,7 +40,7 @@ from ...models.checkpoint import read_metadata
 from ...sam.decode import DecodeResult
 from ...sam.embedding import EmbeddingKey, ImageEmbedding
 from ...sam.engine import PromptSegmenter
-from ...sam.prompts import NEGATIVE, POSITIVE, Prompts, SamPrompts, to_sam_prompts
+from ...sam.prompts import NEGATIVE, POSITIVE, Prompts, SamPrompts, is_ambiguous, to_sam_prompts
 from .checkpoint import AIS
 from .segmenter import InstanceSegmenter
 
@@ -80,8 +80,7 @@ class InstanceClickDecoder:
         """Validate napari-frame prompts (as the SAM decoder does) and select."""
         sam_prompts = to_sam_prompts(prompts, embedding.original_size)
         if multimask is None:
-            n_points = 0 if sam_prompts.point_coords is None else len(sam_prompts.point_coords)
-            multimask = sam_prompts.box is None and n_points <= 1
+            multimask = is_ambiguous(sam_prompts)
         return self.decode(embedding, sam_prompts, multimask=multimask)
 
     def decode(
