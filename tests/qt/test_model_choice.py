@@ -24,7 +24,7 @@ def test_model_list_is_grouped_with_size_and_speed_measured_here(
     rows = _rows(combo)
     headings = [text for text, data in rows if data is None]
     assert headings == [
-        "SAM", "MobileSAM", "SAM 2.1", "micro-sam microscopy models", "checkpoint file"
+        "Demo (offline)", "SAM", "MobileSAM", "SAM 2.1", "micro-sam microscopy models", "checkpoint file"
     ]  # fmt: skip
     model = combo.model()
     for index, (_, data) in enumerate(rows):  # headings cannot be chosen

@@ -1,7 +1,7 @@
 """The model list of the dock widget: models grouped by family, with download size and speed.
 
 Built from :func:`napari_promptseg.core.models.menu.model_menu`: a bold, unselectable heading
-per group (SAM, MobileSAM, SAM 2.1, micro-sam microscopy models, checkpoint file), under it
+per group (Demo (offline), SAM, MobileSAM, SAM 2.1, micro-sam microscopy models, checkpoint file), under it
 one entry per model, ``"vit_t  ·  39 MiB  ·  ≈ 1.2 s / image here (cpu)"``. Each entry's
 item data is what :meth:`load_model` needs: the registry name, or :data:`CHECKPOINT_ITEM`.
 A model whose family's package is missing stays listed (greyed) and its tooltip says how to
@@ -35,6 +35,7 @@ CHECKPOINT_TYPES = (
 def fill_model_combo(combo: QComboBox) -> None:
     """(Re)build the grouped list, keeping the selected model; emits no change signal."""
     from ..core.models.menu import model_menu
+    from ..core.models.registry import DEFAULT_MODEL
 
     current = combo.currentData()
     model = QStandardItemModel(combo)
@@ -60,7 +61,8 @@ def fill_model_combo(combo: QComboBox) -> None:
             model.appendRow(item)
     combo.blockSignals(True)
     combo.setModel(model)
-    index = combo.findData(current) if current is not None else -1
+    # first fill: the default model, which the status line offers to download
+    index = combo.findData(current if current is not None else DEFAULT_MODEL)
     combo.setCurrentIndex(index if index >= 0 else _first_model(combo))
     combo.blockSignals(False)
 

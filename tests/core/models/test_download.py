@@ -333,7 +333,12 @@ def test_registry_entries_are_well_formed():
     for name, spec in models.MODELS.items():
         assert spec.name == name
         assert spec.model_type in models.BUILDERS
-        assert spec.url.startswith("https://")
+        if spec.folder is None:  # downloaded
+            assert spec.url.startswith("https://")
+        else:  # shipped in the package: no URL, and the file is there with its pinned size
+            shipped = spec.folder / spec.filename
+            assert spec.url == "" and shipped.stat().st_size == spec.size_bytes
+            assert spec.hash == "sha256:" + hashlib.sha256(shipped.read_bytes()).hexdigest()
         algorithm, digest = download.split_hash(spec.hash)
         assert (algorithm, len(digest)) in (("sha256", 64), ("xxh128", 32))
         assert spec.description and spec.source
