@@ -8,7 +8,8 @@ must be installed there for vit_t):
 It regenerates the seeded random vit_t checkpoint in micro-sam's format (``model_state`` +
 ``decoder_state``, tests/core/workflows/instances/microsam_kit.py), loads it with micro-sam's
 ``get_predictor_and_decoder`` and stores, compressed, the labels of
-``InstanceSegmentationWithDecoder`` (2D, 300x517), ``AutomaticPromptGenerator`` (2D) and
+``InstanceSegmentationWithDecoder`` (2D, 300x517), ``AutomaticPromptGenerator`` (2D), their
+``Tiled*`` versions by tiles (``kit.TILE_SHAPE`` + ``kit.HALO``, on ``kit.tiled_nuclei_image``) and
 ``automatic_3d_segmentation`` with AIS and with APG (3 planes), plus the checkpoint's state hash so that the
 test notices a checkpoint that no longer matches. Default OUT: tests/data/microsam_instances.npz.
 With ``--no-3d`` the stack is left out (the live test: 3 decoder passes fewer); with
@@ -37,6 +38,8 @@ def record(checkpoint: Path, with_3d: bool = True) -> dict[str, np.ndarray]:
     from micro_sam.instance_segmentation import (
         AutomaticPromptGenerator,
         InstanceSegmentationWithDecoder,
+        TiledAutomaticPromptGenerator,
+        TiledInstanceSegmentationWithDecoder,
         get_predictor_and_decoder,
     )
     from micro_sam.multi_dimensional_segmentation import automatic_3d_segmentation
@@ -54,6 +57,18 @@ def record(checkpoint: Path, with_3d: bool = True) -> dict[str, np.ndarray]:
     apg = AutomaticPromptGenerator(predictor, decoder)
     apg.initialize(image, image_embeddings=embeddings)
     out["apg_2d"] = apg.generate()
+    # the same image by tiles (micro-sam's Blocking: inner tiles plus a halo, each embedded
+    # on its own; the decoder maps stitched from the tiles' inner parts)
+    image = kit.tiled_nuclei_image()
+    tiled = precompute_image_embeddings(
+        predictor, image, ndim=2, tile_shape=kit.TILE_SHAPE, halo=kit.HALO, verbose=False
+    )
+    ais_tiled = TiledInstanceSegmentationWithDecoder(predictor, decoder)
+    ais_tiled.initialize(image, image_embeddings=tiled)
+    out["ais_tiled"] = ais_tiled.generate()
+    apg_tiled = TiledAutomaticPromptGenerator(predictor, decoder)
+    apg_tiled.initialize(image, image_embeddings=tiled)
+    out["apg_tiled"] = apg_tiled.generate()
     if not with_3d:
         out["seconds"] = np.array(time.perf_counter() - started)
         return out

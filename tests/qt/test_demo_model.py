@@ -55,3 +55,24 @@ def test_demo_model_segments_and_answers_clicks_in_napari(viewer, qtbot):
     assert 2 * matched / (len(best) + count) > 0.6, (matched, len(best), count)
     rows = {row["id"]: row for row in objects.object_rows(labels)}
     assert rows[1]["model"] == "demo" and len(rows) == count
+
+
+def test_segment_everything_on_a_plane_larger_than_one_embedding(viewer, qtbot):
+    """A 400 x 2400 plane is tiled by the session (no whole-plane embedding); AIS runs by
+    micro-sam's tiles in the panel's worker and finds the nuclei across the tile borders."""
+    sample = synthetic_cells(7_000_012, (400, 2400), kind="nuclei")  # held out
+    viewer.add_image(sample.image, name="wide")
+    widget = PromptSegWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Prompt segmentation")
+    session = widget.session
+    session.load_model("demo", device="cpu")
+    qtbot.waitUntil(lambda: session.tiled is not None, timeout=4 * WAIT_MS)
+    assert session.embedding is None  # too large for one embedding
+    panel = next(p for p in widget.panels if isinstance(p, EverythingPanel))
+    assert panel.mode == "ais"
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: not panel.running, timeout=4 * WAIT_MS)
+    assert "added" in panel.status_label.text(), panel.status_label.text()
+    found = session.labels_layer.data.copy()
+    best, matched, count = match_instances(sample.labels, found)
+    assert 2 * matched / (len(best) + count) > 0.6, (matched, len(best), count)

@@ -5,7 +5,6 @@ No Qt: the "Segment everything" panel runs these in its worker.
 
 from __future__ import annotations
 
-from ..core.workflows.instances import AIS
 from ..core.workflows.instances.modes import instances_as_result
 from .slices import SliceRef, slice_rgb
 
@@ -38,17 +37,16 @@ class PlanesAlong:
 
 
 def iter_instances(segmenter, rgb, mode: str, params):
-    """AIS or APG on ``rgb`` in a worker: (done, total) steps, then an EverythingResult."""
-    from ..core.workflows.distributed.instance_tasks import instances_for
+    """AIS or APG on ``rgb`` in a worker: (done, total) steps, then an EverythingResult.
 
-    yield (0, 3)
+    A plane larger than ``TILE_ABOVE`` goes by micro-sam's tiles (one step per tile)."""
+    from ..core.workflows.distributed.instance_tasks import instances_for
+    from ..core.workflows.instances.tiles import tile_layout
+
     instances = instances_for(segmenter)  # the decoder is read once per model
-    embedding = segmenter.embed(rgb)  # cached: the session embedded the plane shown
-    yield (1, 3)
-    maps = instances.maps(embedding)
-    yield (2, 3)
-    if mode == AIS:
-        labels = instances.ais(embedding, params)
-    else:
-        labels = instances.apg(embedding, params)
-    return instances_as_result(labels, maps.foreground, embedding.key, mode)
+    layout = tile_layout(rgb.shape[:2])
+    # whole: the session embedded the plane shown, so its embedding is cached
+    result = yield from instances.iter_plane(rgb, params, layout)
+    assert result is not None  # only should_cancel makes it None, and none is given
+    labels, maps = result
+    return instances_as_result(labels, maps.foreground, segmenter.key_for(rgb), mode)

@@ -15,9 +15,11 @@ from .common import (
 )
 from .everything_modes import (
     INSTANCE_PARAMETERS,
+    add_tiling_arguments,
     decoder_path,
     instance_params,
     resolve_cli_mode,
+    tiling_of,
 )
 from .scale import add_scale_arguments
 
@@ -104,6 +106,7 @@ def register(commands) -> None:
     ais = everything.add_argument_group("ais / apg parameters (micro-sam's)")
     for flag, dest, kind, text in INSTANCE_PARAMETERS:
         ais.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+    add_tiling_arguments(ais)
     group = everything.add_argument_group("grid parameters (SamAutomaticMaskGenerator's)")
     for flag, dest, kind, text in PARAMETERS:
         group.add_argument(flag, dest=dest, type=kind, default=None, help=text)
@@ -135,6 +138,7 @@ def run_everything(args) -> int:
 
     # everything that can be refused is refused before the model loads
     spec = parse_scheduler(args.scheduler)
+    tiling = tiling_of(args)
     if args.into_image is not None:
         from ..core.storage.ome_zarr_labels import image_label_target
 
@@ -142,7 +146,7 @@ def run_everything(args) -> int:
     elif args.image.is_dir() and not is_zarr_path(args.image):
         from .everything_folder import run_everything_folder
 
-        return run_everything_folder(args, params_from_args(args), resolve_cli_mode(args))
+        return run_everything_folder(args, params_from_args(args), resolve_cli_mode(args), tiling)
     else:
         output = check_output_path(args.output, LABEL_OUTPUT_SUFFIXES)
     params = params_from_args(args)
@@ -155,7 +159,13 @@ def run_everything(args) -> int:
     else:
         tasks = [
             InstanceTask(
-                source, label, mode, instance_params(args, mode), params, decoder_path(args)
+                source,
+                label,
+                mode,
+                instance_params(args, mode),
+                params,
+                decoder_path(args),
+                **tiling,
             )
             for label in planes.labels
         ]

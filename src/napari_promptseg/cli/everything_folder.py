@@ -25,7 +25,7 @@ def output_name(path: Path) -> str:
     return path.stem
 
 
-def run_everything_folder(args, params, mode: str = "grid") -> int:
+def run_everything_folder(args, params, mode: str = "grid", tiling: dict | None = None) -> int:
     from ..core.errors import ExportError
     from ..core.storage.label_output import open_label_output
     from ..core.workflows.distributed.assemble import EverythingAssembly, MergedStackAssembly
@@ -63,7 +63,12 @@ def run_everything_folder(args, params, mode: str = "grid") -> int:
             tasks.append(EverythingImageTask(source, params))
         else:
             task = InstanceImageTask(
-                source, mode, instance_params(args, mode), params, decoder_path(args)
+                source,
+                mode,
+                instance_params(args, mode),
+                params,
+                decoder_path(args),
+                **tiling or {},
             )
             tasks.append(task)
         targets[source.path] = folder / name

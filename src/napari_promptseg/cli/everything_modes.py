@@ -51,6 +51,45 @@ def _file_has_decoder(name: str | None) -> bool:
     return path.is_file() and has_decoder_state(path)
 
 
+def add_tiling_arguments(group) -> None:
+    """``--tile-shape H W`` and ``--halo H W`` (micro-sam's ``tile_shape`` / ``halo``)."""
+    group.add_argument(
+        "--tile-shape",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="ais/apg by tiles of H x W px, each embedded with a halo around it and the "
+        "decoder maps stitched (micro-sam's Tiled* classes; default: tiles of 768 only for "
+        "planes over 2048 px)",
+    )
+    group.add_argument(
+        "--halo",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="with --tile-shape: px added around each tile (default 128 128)",
+    )
+
+
+def tiling_of(args) -> dict:
+    """The tasks' ``tile_shape`` / ``halo`` from the flags; ``ImageError`` when unusable,
+    before any model loads."""
+    from ..core.errors import ImageError
+    from ..core.workflows.instances.tiles import TileLayout
+
+    tile_shape = tuple(args.tile_shape) if args.tile_shape else None
+    halo = tuple(args.halo) if args.halo else None
+    if halo is not None and tile_shape is None:
+        raise ImageError("--halo needs --tile-shape")
+    if tile_shape is not None:
+        if args.mode == "grid":
+            raise ImageError(
+                "--tile-shape is for --mode ais/apg (the grid mode tiles with --crop-n-layers)"
+            )
+        TileLayout((1, 1), tile_shape, halo or (0, 0))  # refuses tiles under 16 px
+    return {"tile_shape": tile_shape, "halo": halo}
+
+
 def instance_params(args, mode: str) -> tuple:
     """The given ais/apg flags that ``mode``'s parameters have, as (name, value) pairs."""
     from dataclasses import fields

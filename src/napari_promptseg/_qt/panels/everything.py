@@ -218,8 +218,9 @@ class EverythingPanel(QWidget):
         except PromptSegError as error:
             session.report(str(error))
             return
-        if session.embedding is None:
+        if session.embedding is None and session.tiled is None:
             # the session is embedding this plane: start when it is ready, not twice at once
+            # (a large plane is embedded tile by tile in the run itself)
             self._waiting = True
             self._set_running(True, "waiting for the image embedding…")
             return

@@ -42,6 +42,7 @@ class SessionAPI(Protocol):
     labels_layer: Any
     current_slice: SliceRef | None
     embedding: ImageEmbedding | None
+    tiled: Any  # the TiledImage of a plane too large for one embedding, else None
     cache: EmbeddingCache
     overwrite: bool  # commits may paint over existing objects
     editing: ObjectEditor  # picks objects already in labels layers and edits them in place

@@ -24,6 +24,9 @@ from familykit import mobilesam_reference
 SEED = 20
 SIZE = (300, 517)  # odd, not square
 PLANES = 3
+# tiled runs on SIZE: 2 x 3 inner tiles, the last row and column cut by the border
+TILE_SHAPE = (160, 224)
+HALO = (48, 40)
 FEATURES = [512, 256, 128, 64]
 EMBED_DIM = 256
 
@@ -139,6 +142,20 @@ def nuclei_stack(planes: int = PLANES, size: tuple[int, int] = SIZE) -> np.ndarr
     0..255 (plane 0 is the 2D test image: its decoder maps are reused)."""
     base = nuclei_image(size)
     return np.stack([np.roll(base, 2 * z, axis=1) for z in range(planes)])
+
+
+def tiled_nuclei_image(size: tuple[int, int] = SIZE) -> np.ndarray:
+    """:func:`nuclei_image` with a 0 and a 255 pixel in every inner tile of ``TILE_SHAPE``.
+
+    micro-sam stretches each tile's contrast to the tile's own min..max (``_to_image``);
+    we keep the plane's contrast, as napari shows it. On this image every tile already
+    spans 0..255, so both give the same pixels and the tiling itself is what is compared.
+    """
+    image = nuclei_image(size)
+    for row in range(0, size[0], TILE_SHAPE[0]):
+        for col in range(0, size[1], TILE_SHAPE[1]):
+            image[row + 5, col + 5], image[row + 6, col + 5] = 0, 255
+    return image
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:

@@ -46,6 +46,8 @@ class InstanceTask:
     ``params`` are the mode's parameters as keywords (:class:`WatershedParams` for AIS,
     :class:`APGParams` for APG); ``grid`` those of :class:`EverythingParams` for the grid.
     ``decoder`` names a decoder file of its own (micro-sam ships some that way).
+    ``tile_shape`` and ``halo``: AIS / APG by micro-sam's tiles (default: tiles for planes
+    larger than ``TILE_ABOVE`` only; see :mod:`..instances.tiles`).
     """
 
     source: ImageSource
@@ -54,6 +56,8 @@ class InstanceTask:
     params: tuple[tuple[str, Any], ...] = ()
     grid: EverythingParams = field(default_factory=EverythingParams)
     decoder: str | None = None
+    tile_shape: tuple[int, int] | None = None
+    halo: tuple[int, int] | None = None
 
 
 def instances_for(segmenter: PromptSegmenter, decoder: str | None = None) -> InstanceSegmenter:
@@ -107,13 +111,9 @@ def instance_task(segmenter: PromptSegmenter, task: InstanceTask) -> PlaneObject
         return result
     instances = instances_for(segmenter, task.decoder)
     rgb = task.source.planes().rgb(task.plane)
-    embedding = segmenter.embed(rgb)
     options = dict(task.params)
-    if mode == "ais":
-        labels = instances.ais(embedding, WatershedParams(**options))
-    else:
-        labels = instances.apg(embedding, APGParams(**options))
-    maps = instances.maps(embedding)
+    params = WatershedParams(**options) if mode == "ais" else APGParams(**options)
+    labels, maps = instances.segment_plane(rgb, params, tile_shape=task.tile_shape, halo=task.halo)
     rows = instance_rows(labels, maps.foreground, mode=mode, model=segmenter.name)
     return PlaneObjects(task.plane, labels.astype(np.uint32, copy=False), rows, len(rows))
 
@@ -128,6 +128,8 @@ class InstanceImageTask:
     params: tuple[tuple[str, Any], ...] = ()
     grid: EverythingParams = field(default_factory=EverythingParams)
     decoder: str | None = None
+    tile_shape: tuple[int, int] | None = None
+    halo: tuple[int, int] | None = None
 
 
 def instance_image_task(segmenter: PromptSegmenter, task: InstanceImageTask) -> ImageObjects:
@@ -137,7 +139,16 @@ def instance_image_task(segmenter: PromptSegmenter, task: InstanceImageTask) -> 
         results = [
             instance_task(
                 segmenter,
-                InstanceTask(task.source, label, task.mode, task.params, task.grid, task.decoder),
+                InstanceTask(
+                    task.source,
+                    label,
+                    task.mode,
+                    task.params,
+                    task.grid,
+                    task.decoder,
+                    task.tile_shape,
+                    task.halo,
+                ),
             )
             for label in planes.labels
         ]

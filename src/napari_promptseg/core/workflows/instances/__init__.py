@@ -11,7 +11,9 @@ label images of micro-sam 1.8.14's ``InstanceSegmentationWithDecoder`` and
 Modules, in the data path's order: :mod:`.checkpoint` (finding the decoder; which modes a
 model has), :mod:`.decoder` (the UNETR head), :mod:`.watershed` (maps → labels),
 :mod:`.blockwise` (elf's block-wise kernels that APG relies on), :mod:`.ais` (2D and stacks),
-:mod:`.merge3d` (planes → 3D objects), :mod:`.apg`, :mod:`.segmenter` (the front door).
+:mod:`.merge3d` (planes → 3D objects), :mod:`.apg`, :mod:`.tiles` and :mod:`.apg_tiled`
+(planes larger than one embedding, micro-sam's ``Tiled*`` classes), :mod:`.segmenter` (the
+front door).
 """
 
 from .ais import InstanceMaps, StackResult, predict_maps, segment_maps, segment_stack

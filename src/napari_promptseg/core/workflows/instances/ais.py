@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,6 +21,10 @@ from ...sam.threads import torch_work
 from .decoder import InstanceDecoder
 from .merge3d import merge_planes, offset_planes
 from .watershed import DEFAULT_WATERSHED, WatershedParams, seeded_watershed
+
+#: what ``embed(z)`` gives a stack run: a plane's embedding, or its pixels when tiled
+Plane = TypeVar("Plane")
+Result = TypeVar("Result")
 
 
 @dataclass(eq=False)
@@ -85,13 +90,13 @@ class StackResult:
 
 
 def segment_stack(
-    embed: Callable[[int], ImageEmbedding],
+    embed: Callable[[int], Plane],
     n_planes: int,
-    maps_of: Callable[[ImageEmbedding], InstanceMaps],
+    maps_of: Callable[[Plane], InstanceMaps],
     params: WatershedParams = DEFAULT_WATERSHED,
     *,
     plane_shape: tuple[int, int],
-    plane_labels: Callable[[InstanceMaps, ImageEmbedding], np.ndarray] | None = None,
+    plane_labels: Callable[[InstanceMaps, Plane], np.ndarray] | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> StackResult:
@@ -101,7 +106,8 @@ def segment_stack(
     Parameters
     ----------
     embed : callable
-        ``embed(z)`` → the (cached) embedding of plane ``z``.
+        ``embed(z)`` → the (cached) embedding of plane ``z`` (or, for tiled planes, what
+        ``maps_of`` and ``plane_labels`` take: its pixels).
     n_planes : int
     maps_of : callable
         ``maps_of(embedding)`` → its :class:`InstanceMaps` (e.g. ``lambda e:
@@ -131,28 +137,29 @@ def segment_stack(
 
 
 def run_steps(
-    steps: Generator[tuple[int, int], None, StackResult],
+    steps: Generator[tuple[int, int], None, Result],
     progress: Callable[[int, int], None] | None = None,
-) -> StackResult:
-    """Drive a stack generator to its end, passing each ``(done, total)`` to ``progress``."""
+) -> Result:
+    """Drive a step generator to its end, passing each ``(done, total)`` to ``progress``;
+    returns what the generator returns."""
     while True:
         try:
             done, total = next(steps)
         except StopIteration as finished:
-            result: StackResult = finished.value
+            result: Result = finished.value
             return result
         if progress is not None:
             progress(done, total)
 
 
 def iter_segment_stack(
-    embed: Callable[[int], ImageEmbedding],
+    embed: Callable[[int], Plane],
     n_planes: int,
-    maps_of: Callable[[ImageEmbedding], InstanceMaps],
+    maps_of: Callable[[Plane], InstanceMaps],
     params: WatershedParams = DEFAULT_WATERSHED,
     *,
     plane_shape: tuple[int, int],
-    plane_labels: Callable[[InstanceMaps, ImageEmbedding], np.ndarray] | None = None,
+    plane_labels: Callable[[InstanceMaps, Plane], np.ndarray] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> Generator[tuple[int, int], None, StackResult]:
     """:func:`segment_stack` as a generator: yields ``(planes done, planes)`` after each

@@ -75,7 +75,7 @@ def _centers(segmentation: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def _batched_masks(
+def batched_masks(
     sam: Any,
     embedding: ImageEmbedding,
     params: APGParams,
@@ -134,7 +134,7 @@ def _batched_masks(
     ]
 
 
-def _box_prompts(predictions: list[dict[str, Any]], extension: float = 0.01) -> np.ndarray:
+def box_prompts(predictions: list[dict[str, Any]], extension: float = 0.01) -> np.ndarray:
     shape = predictions[0]["segmentation"].shape
     return np.array(
         [
@@ -229,11 +229,26 @@ def _paste(
         this = np.logical_and(mask.cpu().numpy(), segmentation == 0)
         segmentation[this] = seg_id
         seg_id += 1
+    return finish_labels(segmentation, min_size)
+
+
+def finish_labels(segmentation: np.ndarray, min_size: int) -> np.ndarray:
+    """The end of ``mask_data_to_segmentation``: connected components, pieces under
+    ``min_size`` removed, ids made consecutive."""
     segmentation = blockwise.label(segmentation)
     ids, sizes = np.unique(segmentation, return_counts=True)
     segmentation[np.isin(segmentation, ids[sizes < min_size])] = 0
     values = np.unique(segmentation)  # elf relabel_consecutive: rank among the values
     return np.searchsorted(values, segmentation).astype("uint32")
+
+
+def check_mask_threshold(params: APGParams) -> None:
+    """``ValueError`` for micro-sam's ``mask_threshold="auto"`` (a local Otsu), not offered."""
+    if isinstance(params.mask_threshold, str):
+        raise ValueError(
+            f"mask_threshold={params.mask_threshold!r} (micro-sam's local Otsu) is not "
+            "supported; give a number or None"
+        )
 
 
 def prompt_generation(
@@ -258,18 +273,14 @@ def prompt_generation(
     numpy.ndarray
         (H, W) uint32 labels; all zeros when no seed is found.
     """
-    if isinstance(params.mask_threshold, str):
-        raise ValueError(
-            f"mask_threshold={params.mask_threshold!r} (micro-sam's local Otsu) is not "
-            "supported; give a number or None"
-        )
+    check_mask_threshold(params)
     points = point_prompts(maps, params)
     if points is None:
         return np.zeros(maps.shape, dtype="uint32")
     with torch_work():
-        predictions = _batched_masks(segmenter.sam, embedding, params, points=points)
+        predictions = batched_masks(segmenter.sam, embedding, params, points=points)
         if params.refine_with_box_prompts:
-            predictions = _batched_masks(
-                segmenter.sam, embedding, params, boxes=_box_prompts(predictions)
+            predictions = batched_masks(
+                segmenter.sam, embedding, params, boxes=box_prompts(predictions)
             )
     return _nms(predictions, maps.shape, params)
