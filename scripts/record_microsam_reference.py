@@ -8,7 +8,9 @@ must be installed there for vit_t):
 It regenerates the seeded random vit_t checkpoint in micro-sam's format (``model_state`` +
 ``decoder_state``, tests/core/workflows/instances/microsam_kit.py), loads it with micro-sam's
 ``get_predictor_and_decoder`` and stores, compressed, the labels of
-``InstanceSegmentationWithDecoder`` (2D, 300x517), ``AutomaticPromptGenerator`` (2D), their
+``InstanceSegmentationWithDecoder`` (2D, 300x517), ``AutomaticPromptGenerator`` (2D; also
+refined by box prompts with multimasking, and with ``mask_threshold="auto"``, whose per-mask local Otsu
+thresholds of ``kit.otsu_logits`` are stored as ``otsu_thresholds``), their
 ``Tiled*`` versions by tiles (``kit.TILE_SHAPE`` + ``kit.HALO``, on ``kit.tiled_nuclei_image``) and
 ``automatic_3d_segmentation`` with AIS and with APG (3 planes), plus the checkpoint's state hash so that the
 test notices a checkpoint that no longer matches. Default OUT: tests/data/microsam_instances.npz.
@@ -35,6 +37,7 @@ import microsam_kit as kit  # noqa: E402
 
 
 def record(checkpoint: Path, with_3d: bool = True) -> dict[str, np.ndarray]:
+    from micro_sam.inference import _local_otsu_threshold
     from micro_sam.instance_segmentation import (
         AutomaticPromptGenerator,
         InstanceSegmentationWithDecoder,
@@ -57,6 +60,12 @@ def record(checkpoint: Path, with_3d: bool = True) -> dict[str, np.ndarray]:
     apg = AutomaticPromptGenerator(predictor, decoder)
     apg.initialize(image, image_embeddings=embeddings)
     out["apg_2d"] = apg.generate()
+    # with single masks, these random weights' box prompts all give one mask over the image
+    out["apg_2d_boxes"] = apg.generate(refine_with_box_prompts=True, multimasking=True)
+    out["apg_2d_auto"] = apg.generate(mask_threshold="auto", batch_size=kit.AUTO_BATCH)
+    out["otsu_thresholds"] = np.concatenate(
+        [_local_otsu_threshold(logits).numpy().ravel() for logits in kit.otsu_logits()]
+    )
     # the same image by tiles (micro-sam's Blocking: inner tiles plus a halo, each embedded
     # on its own; the decoder maps stitched from the tiles' inner parts)
     image = kit.tiled_nuclei_image()
@@ -104,11 +113,16 @@ def main(argv: list[str]) -> int:
                 np.save(summary[key]["path"], labels)
         print(json.dumps({**meta, **summary}))
         return 0
-    labels = {k: v.astype(np.uint32) for k, v in results.items() if v.ndim}
+    labels = {k: _stored(k, v) for k, v in results.items() if v.ndim}
     np.savez_compressed(target, meta=json.dumps(meta), **labels)
     counts = {k: int(len(np.unique(v)) - 1) for k, v in labels.items()}
     print(f"wrote {target} ({target.stat().st_size // 1024} KiB): objects {counts}, {meta}")
     return 0
+
+
+def _stored(key: str, values: np.ndarray) -> np.ndarray:
+    """Label images as uint32; the Otsu thresholds stay float32 (bit for bit)."""
+    return values.astype(np.float32 if key.startswith("otsu_") else np.uint32)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,26 @@ def test_ais_without_merging_and_apg_equal_the_engine(tmp_path, files, engine):
     assert {r["mode"] for r in rows} == {"apg"}
 
 
+def test_apg_mask_options_equal_the_engine(tmp_path, files, engine, capsys):
+    from napari_promptseg.core.workflows.instances import APGParams
+
+    flags = ("--mode", "apg", "--mask-threshold", "auto")
+    labels, rows = _run(files, files[2], tmp_path / "auto.tif", *flags)
+    plane = _planes(files[2])[0]
+    expected = engine.apg(plane, APGParams(mask_threshold="auto"))
+    assert len(np.unique(expected)) > 5 and (expected != engine.apg(plane)).any()
+    pairs = {(int(a), int(b)) for a, b in zip(labels.ravel(), expected.ravel(), strict=True)}
+    assert len(pairs) == len(np.unique(expected)) == len(rows) + 1
+    # a threshold that is neither a number nor auto is refused by name before any work
+    with pytest.raises(SystemExit) as info:
+        main(
+            ["everything", str(files[2]), "--mask-threshold", "otsu", "-o", str(tmp_path / "x.tif")]
+        )
+    assert info.value.code == 2
+    assert "'otsu' is neither a number" in capsys.readouterr().err
+    assert not (tmp_path / "x.tif").exists()
+
+
 def test_modes_a_model_does_not_have(tmp_path, files, checkpoint, capsys):
     image = files[2]
     base = ["everything", str(image), "--checkpoint", str(checkpoint), "--model-type", "vit_tiny"]

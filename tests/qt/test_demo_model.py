@@ -41,6 +41,8 @@ def test_demo_model_segments_and_answers_clicks_in_napari(viewer, qtbot):
     result = add_point_and_wait(qtbot, widget, most_interior_pixel(truth))
     iou = (result.mask & truth).sum() / (result.mask | truth).sum()
     assert iou > 0.6 and result.masks.shape[0] == 3 and 0.5 < result.iou[0] <= 1.0
+    # its score is the decoder's foreground probability, and the Mask section says so
+    assert f"mean foreground {result.iou[result.best]:.3f}" in widget.score_label.text()
     assert session.commit() is not None
     labels = session.labels_layer
     assert (labels.data == 1).sum() == result.mask.sum()

@@ -188,6 +188,51 @@ def test_ais_mode_is_the_default_with_a_decoder_and_adds_objects(viewer, qtbot, 
     assert not panel.points_per_side.isHidden() and panel.center_threshold.isHidden()
 
 
+def test_apg_mask_options_reach_the_run(viewer, qtbot, tiny_sam, tmp_path):
+    """APG's mask threshold ("auto": micro-sam's local Otsu) and box refinement, shown for
+    APG only, give exactly the engine's APG with those parameters."""
+    from napari_promptseg.core.models import load_model
+    from napari_promptseg.core.workflows.instances import APGParams, InstanceSegmenter
+    from napari_promptseg.core.workflows.instances.modes import instances_as_result
+
+    path = _decoder_checkpoint(tmp_path, tiny_sam)
+    segmenter = PromptSegmenter.from_model(
+        load_model(checkpoint=path, model_type="vit_tiny", device="cpu")
+    )
+    widget = open_widget(viewer, qtbot, tiny_sam, segmenter=segmenter)
+    panel = _panel(widget)
+    options = panel.apg_options
+    assert options.isHidden()  # AIS, the default, has no mask decoder step
+    panel.set_mode("apg")
+    assert not options.isHidden() and panel.instance_params() == APGParams()
+    options.auto.setChecked(True)
+    assert not options.threshold.isEnabled()
+    options.refine.setChecked(True)
+    params = panel.instance_params()
+    assert params == APGParams(mask_threshold="auto", refine_with_box_prompts=True)
+    options.auto.setChecked(False)
+    options.threshold.setValue(1.5)
+    assert panel.instance_params().mask_threshold == 1.5
+    options.auto.setChecked(True)
+
+    panel.run_button.click()
+    _wait_idle(qtbot, panel)
+    labels = widget.session.labels_layer
+    engine = InstanceSegmenter.from_segmenter(segmenter, path)
+    embedding = segmenter.embed(to_rgb_uint8(sample_image()))
+    apg = engine.apg(embedding, params)
+    assert len(np.unique(apg)) > 3
+    assert (apg != engine.apg(embedding, APGParams())).any()  # the options changed masks
+    result = instances_as_result(apg, engine.maps(embedding).foreground, embedding.key, "apg")
+    empty = np.zeros_like(labels.data)
+    placement = place_objects(empty, result.masks, confidence_order(result.masks), first_id=1)
+    expected = empty.copy()
+    expected[placement.rows, placement.cols] = placement.values
+    np.testing.assert_array_equal(labels.data, expected)
+    panel.set_mode("ais")
+    assert options.isHidden()
+
+
 def test_ais_on_the_whole_stack_adds_3d_objects_in_one_undo(viewer, qtbot, tiny_sam, tmp_path):
     """The scripted 3D session: a (z, y, x) stack, AIS on every plane, objects merged
     across z, exactly the engine's ``ais_stack``; one undo removes them all."""

@@ -415,8 +415,9 @@ class SegmentationSession(QObject):
             return None
         self.clear()
         self.objects_changed.emit()
+        score = getattr(state.segmenter.decoder, "score_name", "predicted IoU")
         self.status.emit(
-            f"committed object {row['id']} (predicted IoU {row['predicted_iou']:.2f}, {row['area']} px)"
+            f"committed object {row['id']} ({score} {row['predicted_iou']:.2f}, {row['area']} px)"
         )
         return row
 

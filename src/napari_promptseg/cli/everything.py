@@ -15,6 +15,7 @@ from .common import (
 )
 from .everything_modes import (
     INSTANCE_PARAMETERS,
+    INSTANCE_SWITCHES,
     add_tiling_arguments,
     decoder_path,
     instance_params,
@@ -106,6 +107,8 @@ def register(commands) -> None:
     ais = everything.add_argument_group("ais / apg parameters (micro-sam's)")
     for flag, dest, kind, text in INSTANCE_PARAMETERS:
         ais.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+    for flag, dest, text in INSTANCE_SWITCHES:
+        ais.add_argument(flag, dest=dest, action="store_true", help=text)
     add_tiling_arguments(ais)
     group = everything.add_argument_group("grid parameters (SamAutomaticMaskGenerator's)")
     for flag, dest, kind, text in PARAMETERS:

@@ -6,6 +6,21 @@ Shared by the one-image command (:mod:`.everything`) and the folder command
 
 from __future__ import annotations
 
+import argparse
+
+
+def mask_threshold_value(text: str) -> float | str:
+    """``--mask-threshold``: a logit, or ``auto`` (micro-sam's local Otsu per mask)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a number (a logit; SAM's is 0) nor 'auto'"
+        ) from None
+
+
 # (flag, WatershedParams / APGParams field, type, help); given ones go to the mode that has them
 INSTANCE_PARAMETERS = (
     ("--center-distance-threshold", "center_distance_threshold", float, "seeds below (0.5)"),
@@ -15,6 +30,22 @@ INSTANCE_PARAMETERS = (
     ("--distance-smoothing", "distance_smoothing", float, "ais: sigma of the distances (1.6)"),
     ("--min-size", "min_size", int, "drop objects under N pixels (ais 0, apg 25)"),
     ("--nms-threshold", "nms_threshold", float, "apg: mask IoU of duplicates (0.9)"),
+    (
+        "--mask-threshold",
+        "mask_threshold",
+        mask_threshold_value,
+        "apg: logits above this are the mask (SAM's 0), or auto: one threshold per mask "
+        "from a local Otsu of its logits (micro-sam's mask_threshold='auto')",
+    ),
+)
+# (flag, APGParams field, help): switches, on when given
+INSTANCE_SWITCHES = (
+    (
+        "--refine-with-boxes",
+        "refine_with_box_prompts",
+        "apg: decode once more from a box around each point's mask (micro-sam's "
+        "refine_with_box_prompts)",
+    ),
 )
 
 
@@ -98,6 +129,7 @@ def instance_params(args, mode: str) -> tuple:
 
     known = {f.name for f in fields(WatershedParams if mode == "ais" else APGParams)}
     given = {dest: getattr(args, dest) for _f, dest, _k, _h in INSTANCE_PARAMETERS}
+    given.update({dest: getattr(args, dest) or None for _f, dest, _h in INSTANCE_SWITCHES})
     return tuple((k, v) for k, v in given.items() if v is not None and k in known)
 
 

@@ -44,6 +44,7 @@ from ...core.workflows.instances import APGParams, StackResult, WatershedParams
 from ...core.workflows.instances.modes import AIS, APG, GRID, model_modes
 from ...core.workflows.instances.stack_objects import stack_placement
 from ..workers import BarProgress, WorkerSlot
+from .everything_apg import APGOptions
 from .registry import disconnect, plane_ready
 
 MODE_TITLES = {
@@ -74,6 +75,7 @@ class EverythingPanel(QWidget):
         self.foreground_threshold.setToolTip("foreground where the probability is above this")
         self.min_size = _int_box(0, 1_000_000, APGParams().min_size)
         self.min_size.setToolTip("drop objects smaller than this (pixels)")
+        self.apg_options = APGOptions()
         self.whole_stack = QCheckBox("whole stack (3D), merged across z")
         self.whole_stack.setToolTip(
             "AIS / APG on every plane along the slider axis next to the view, objects merged "
@@ -105,6 +107,7 @@ class EverythingPanel(QWidget):
             ("Min size", self.min_size),
             ("", self.whole_stack),
         ]
+        self._apg_rows = [("", self.apg_options)]
         self._grid_rows = [
             ("Points per side", self.points_per_side),
             ("IoU threshold", self.iou_threshold),
@@ -112,7 +115,7 @@ class EverythingPanel(QWidget):
             ("Min region area", self.min_area),
             ("Crop layers", self.crop_layers),
         ]
-        for title, box in self._ais_rows + self._grid_rows:
+        for title, box in self._ais_rows + self._apg_rows + self._grid_rows:
             form.addRow(title, box)
         self._form = form
         buttons = QHBoxLayout()
@@ -173,7 +176,9 @@ class EverythingPanel(QWidget):
         if not grid:  # micro-sam's own default per mode (AIS keeps every object, APG >= 25 px)
             defaults = WatershedParams() if self.mode == AIS else APGParams()
             self.min_size.setValue(defaults.min_size)
-        for rows, shown in ((self._grid_rows, grid), (self._ais_rows, not grid)):
+        apg = self.mode == APG
+        shown_rows = ((self._grid_rows, grid), (self._ais_rows, not grid), (self._apg_rows, apg))
+        for rows, shown in shown_rows:
             for _title, box in rows:
                 box.setVisible(shown)  # (QFormLayout.setRowVisible needs Qt 6.4)
                 label = self._form.labelForField(box)
@@ -188,7 +193,9 @@ class EverythingPanel(QWidget):
             "foreground_threshold": self.foreground_threshold.value(),
             "min_size": self.min_size.value(),
         }
-        return WatershedParams(**common) if self.mode == AIS else APGParams(**common)
+        if self.mode == AIS:
+            return WatershedParams(**common)
+        return APGParams(**common, **self.apg_options.values())
 
     @property
     def running(self) -> bool:

@@ -27,6 +27,9 @@ PLANES = 3
 # tiled runs on SIZE: 2 x 3 inner tiles, the last row and column cut by the border
 TILE_SHAPE = (160, 224)
 HALO = (48, 40)
+# APG with mask_threshold="auto": micro-sam's local Otsu unfolds 961 values per logit pixel
+# (about 3 GB for 2 masks); its default batch of 32 would need about 24 GB
+AUTO_BATCH = 2
 FEATURES = [512, 256, 128, 64]
 EMBED_DIM = 256
 
@@ -156,6 +159,26 @@ def tiled_nuclei_image(size: tuple[int, int] = SIZE) -> np.ndarray:
         for col in range(0, size[1], TILE_SHAPE[1]):
             image[row + 5, col + 5], image[row + 6, col + 5] = 0, 255
     return image
+
+
+def otsu_logits() -> list[torch.Tensor]:
+    """Low-resolution mask logits for micro-sam's local Otsu ("auto" threshold): a batch of
+    (4, 1, 256, 256) (a blob with noise, one under 0 everywhere, a constant, two blobs on a
+    ramp) and an odd (1, 1, 37, 90), all seeded."""
+    generator = torch.Generator().manual_seed(SEED)
+    rows, cols = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    blob = 8 - ((rows - 100) ** 2 + (cols - 140) ** 2).sqrt() / 6
+    other = 5 - ((rows - 30) ** 2 + (cols - 220) ** 2).sqrt() / 3
+    noise = torch.randn((256, 256), generator=generator)
+    batch = torch.stack(
+        [
+            blob + noise,
+            blob - 40 + 0.5 * noise,
+            torch.full((256, 256), 2.5),
+            torch.maximum(blob, other) + cols / 64 + 0.2 * noise,
+        ]
+    )[:, None]
+    return [batch, 3 * torch.randn((1, 1, 37, 90), generator=generator)]
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:

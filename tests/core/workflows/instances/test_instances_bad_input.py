@@ -98,6 +98,13 @@ def test_one_object_everywhere(everywhere, rgb_300x517):
         everywhere.segment(rgb_300x517, "amg")
 
 
+def test_unknown_mask_threshold_names_the_choices(everywhere, rgb_300x517):
+    with pytest.raises(ValueError, match=r"'otsu'.*'auto'"):
+        everywhere.apg(rgb_300x517, APGParams(mask_threshold="otsu"))
+    labels = everywhere.apg(rgb_300x517, APGParams(mask_threshold="auto"))
+    assert labels.shape == (300, 517) and labels.dtype == np.uint32
+
+
 def test_cancelled_stack_keeps_planes_done(everywhere):
     rng = np.random.default_rng(3)
     stack = rng.integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)

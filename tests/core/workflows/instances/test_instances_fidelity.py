@@ -24,6 +24,7 @@ from napari_promptseg.core.workflows.instances import (
     InstanceSegmenter,
     WatershedParams,
 )
+from napari_promptseg.core.workflows.instances.mask_threshold import local_otsu_thresholds
 
 ROOT = Path(__file__).resolve().parents[4]
 REFERENCE = ROOT / "tests" / "data" / "microsam_instances.npz"
@@ -60,6 +61,12 @@ def ours_2d(instances):
             rgb, WatershedParams(min_size=50, center_distance_threshold=0.4)
         ),
         "apg_2d": instances.apg(rgb, APGParams()),
+        "apg_2d_boxes": instances.apg(
+            rgb, APGParams(refine_with_box_prompts=True, multimasking=True)
+        ),
+        "apg_2d_auto": instances.apg(
+            rgb, APGParams(mask_threshold="auto", batch_size=kit.AUTO_BATCH)
+        ),
         "decoder_runs": len(instances._maps),
     }
 
@@ -71,13 +78,28 @@ def _same_labels(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", ["ais_2d", "ais_2d_min_size", "apg_2d"])
+@pytest.mark.parametrize(
+    "key", ["ais_2d", "ais_2d_min_size", "apg_2d", "apg_2d_boxes", "apg_2d_auto"]
+)
 def test_2d_equals_recorded_microsam(reference, ours_2d, key):
     theirs = reference[1][key]
     n_objects = len(np.unique(theirs)) - 1
     assert n_objects >= 8, f"random weights gave a trivial {key} ({n_objects} objects)"
     _same_labels(ours_2d[key], theirs, key)
-    assert ours_2d["decoder_runs"] == 1  # AIS twice and APG: one decoder pass
+    assert ours_2d["decoder_runs"] == 1  # AIS twice and APG three times: one decoder pass
+    if key != "apg_2d" and key.startswith("apg"):  # the option changed the result
+        assert (ours_2d[key] != ours_2d["apg_2d"]).any(), key
+
+
+def test_auto_mask_thresholds_equal_recorded_microsam(reference):
+    """The local Otsu behind ``mask_threshold="auto"``, bit for bit, on seeded logits
+    (blobs, all negative, constant, odd-sized); summed-area tables instead of unfold."""
+    ours = np.concatenate(
+        [local_otsu_thresholds(logits).numpy().ravel() for logits in kit.otsu_logits()]
+    )
+    theirs = reference[1]["otsu_thresholds"]
+    assert theirs.dtype == np.float32 and len(np.unique(theirs)) >= 3
+    assert ours.tobytes() == theirs.tobytes(), (ours, theirs)
 
 
 @pytest.mark.slow
@@ -163,6 +185,7 @@ def test_live_microsam(tmp_path, reference, ours_2d, ours_tiled):
     live = np.load(out)
     assert json.loads(str(live["meta"]))["state_hash"] == reference[0]["state_hash"]
     ours = {**ours_2d, **ours_tiled}
-    for key in ("ais_2d", "ais_2d_min_size", "apg_2d", "ais_tiled", "apg_tiled"):
+    keys = ("ais_2d", "ais_2d_min_size", "apg_2d", "apg_2d_boxes", "apg_2d_auto")
+    for key in (*keys, "ais_tiled", "apg_tiled"):
         _same_labels(ours[key], live[key], f"live {key}")
         _same_labels(live[key], reference[1][key], f"live {key} vs recorded")

@@ -24,11 +24,15 @@ from ...sam.embedding import ImageEmbedding
 from ...sam.threads import torch_work
 from . import blockwise
 from .ais import InstanceMaps
+from .mask_threshold import AUTO, local_otsu_thresholds
 
 
 @dataclass(frozen=True)
 class APGParams:
-    """micro-sam's APG parameters, with its defaults (``mask_threshold=None``: SAM's 0)."""
+    """micro-sam's APG parameters, with its defaults.
+
+    ``mask_threshold``: None for SAM's 0, a logit, or ``"auto"`` for one threshold per mask
+    from a local Otsu of its logits (:mod:`.mask_threshold`)."""
 
     min_size: int = 25
     center_distance_threshold: float = 0.5
@@ -38,7 +42,7 @@ class APGParams:
     batch_size: int = 32
     nms_threshold: float = 0.9
     intersection_over_min: bool = False
-    mask_threshold: float | None = None
+    mask_threshold: float | str | None = None
     refine_with_box_prompts: bool = False
 
 
@@ -94,7 +98,7 @@ def batched_masks(
         assert boxes is not None
         n = len(boxes)
         box_t = torch.tensor(transform.apply_boxes(boxes, size), dtype=torch.float32).to(device)
-    threshold = sam.mask_threshold if params.mask_threshold is None else params.mask_threshold
+    fixed = sam.mask_threshold if params.mask_threshold is None else params.mask_threshold
     data = amg_utils.MaskData()
     dense_pe = sam.prompt_encoder.get_dense_pe()
     for start in range(0, n, params.batch_size):
@@ -116,6 +120,9 @@ def batched_masks(
             _, best = ious.max(axis=1)
             masks = torch.cat([masks[i, b][None] for i, b in enumerate(best)]).unsqueeze(1)
             ious = torch.cat([ious[i, b][None] for i, b in enumerate(best)]).unsqueeze(1)
+            low_res = torch.cat([low_res[i, b][None] for i, b in enumerate(best)]).unsqueeze(1)
+        # "auto": thresholds from the low-resolution logits, applied to the full-size ones
+        threshold = local_otsu_thresholds(low_res) if fixed == AUTO else fixed
         batch = amg_utils.MaskData(masks=masks.flatten(0, 1), iou_preds=ious.flatten(0, 1))
         batch["stability_scores"] = amg_utils.calculate_stability_score(
             batch["masks"], threshold, 1.0
@@ -243,11 +250,12 @@ def finish_labels(segmentation: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def check_mask_threshold(params: APGParams) -> None:
-    """``ValueError`` for micro-sam's ``mask_threshold="auto"`` (a local Otsu), not offered."""
-    if isinstance(params.mask_threshold, str):
+    """``ValueError`` for a ``mask_threshold`` that is neither None, a number nor "auto"."""
+    value = params.mask_threshold
+    if isinstance(value, str) and value != AUTO:
         raise ValueError(
-            f"mask_threshold={params.mask_threshold!r} (micro-sam's local Otsu) is not "
-            "supported; give a number or None"
+            f"mask_threshold={value!r}: give a logit (a number), None for SAM's 0, or "
+            f"{AUTO!r} (micro-sam's local Otsu per mask)"
         )
 
 

@@ -55,6 +55,9 @@ _FOREGROUND = 0.5
 class InstanceClickDecoder:
     """A :class:`~...sam.families.base.Decoder` that selects AIS objects (module notes)."""
 
+    #: what the ``iou`` of its results is, for a front end to say (SAM's: predicted IoU)
+    score_name = "mean foreground"
+
     def __init__(self, instances: InstanceSegmenter) -> None:
         self.instances = instances
         self._labels: OrderedDict[EmbeddingKey, np.ndarray] = OrderedDict()
