@@ -415,9 +415,8 @@ class SegmentationSession(QObject):
             return None
         self.clear()
         self.objects_changed.emit()
-        score = getattr(state.segmenter.decoder, "score_name", "predicted IoU")
         self.status.emit(
-            f"committed object {row['id']} ({score} {row['predicted_iou']:.2f}, {row['area']} px)"
+            f"committed object {row['id']} ({self.score_name()} {row['predicted_iou']:.2f}, {row['area']} px)"
         )
         return row
 
@@ -492,3 +491,9 @@ class SegmentationSession(QObject):
         self.viewer.dims.events.current_step.disconnect(self._on_view_changed)
         self.viewer.dims.events.ndisplay.disconnect(self._on_view_changed)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+
+    def score_name(self) -> str:
+        """What a mask's score is: SAM's predicted IoU, or the decoder's own (the demo's
+        mean foreground)."""
+        decoder = getattr(self.segmenter, "decoder", None)
+        return getattr(decoder, "score_name", "predicted IoU")

@@ -386,9 +386,9 @@ class PromptSegWidget(QWidget):
         iou, stability = float(result.iou[index]), float(result.stability[index])
         color = objects.confidence_color(iou)
         hex_color = "#{:02x}{:02x}{:02x}".format(*(int(255 * c) for c in color[:3]))
-        score = getattr(self.session.segmenter.decoder, "score_name", "predicted IoU")
         self.score_label.setText(
-            f"<span style='font-size:14pt;color:{hex_color}'>{score} {iou:.3f}</span>"
+            f"<span style='font-size:14pt;color:{hex_color}'>{self.session.score_name()} "
+            f"{iou:.3f}</span>"
             f" &nbsp; stability {stability:.3f} &nbsp; {int(result.masks[index].sum())} px"
         )
 
